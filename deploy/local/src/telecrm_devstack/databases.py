@@ -1,0 +1,54 @@
+"""Throw-away databases for the tests: a fresh PostgreSQL database per service when
+TEST_DATABASE_URL is set (CI), a SQLite file otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy import make_url
+
+TEST_DATABASE_URL_ENV = "TEST_DATABASE_URL"
+
+
+def test_postgres_url() -> str | None:
+    """TEST_DATABASE_URL when it names a PostgreSQL server, else None."""
+    url = os.environ.get(TEST_DATABASE_URL_ENV, "").strip()
+    return url or None
+
+
+def _plain(url: str) -> str:
+    """asyncpg wants postgresql://, without SQLAlchemy's +driver."""
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _admin(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(_plain(url), timeout=10)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def create_database(prefix: str, sqlite_dir: Path) -> str:
+    """A new empty database named after ``prefix``; returns its URL."""
+    admin = test_postgres_url()
+    if admin is None:
+        sqlite_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{sqlite_dir / f'{prefix}-{uuid.uuid4().hex[:8]}.sqlite3'}"
+    name = f"tcrm_{prefix.replace('-', '_')}_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
+    return make_url(admin).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(url: str) -> None:
+    """Drop a database made by :func:`create_database` (SQLite files go with their temp dir)."""
+    parsed = make_url(url)
+    admin = test_postgres_url()
+    if parsed.get_backend_name() != "postgresql" or admin is None:
+        return
+    asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))

@@ -1,0 +1,469 @@
+"""The message bus: NATS JetStream with protobuf payloads.
+
+What every service gets from here:
+
+- streams created idempotently (:meth:`Bus.ensure_streams`);
+- publishing with ``Nats-Msg-Id`` so the server drops duplicates inside the stream's window, the trace
+  context in the headers, and retries while the connection comes back (:meth:`Bus.publish`);
+- durable pull consumers with explicit ack (:meth:`Bus.consume`): messages are fetched in batches and
+  handed to the handler as decoded protobufs; a payload that does not decode goes straight to the
+  dead-letter subject; a handler failure is retried with backoff (``nak`` with a delay) and, after
+  ``max_deliver`` attempts, the message goes to the dead-letter subject with the reason;
+- several replicas of a service bind to the same durable consumer, so each message is handled once;
+- a graceful stop: the consumer finishes the batch in hand, then the connection is drained.
+
+Dead letters are published to ``dlq.<consumer>.<original subject>`` (stream ``DLQ``) with headers naming
+the reason, the original subject, stream sequence and delivery count, so they can be inspected and
+replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import nats
+import nats.errors
+import nats.js.errors
+from google.protobuf.message import Message
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from opentelemetry import trace
+
+from telecrm_common import telemetry
+from telecrm_common.errors import NotReadyError, TelecrmError
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=Message)
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+TYPE_HEADER = "Telecrm-Type"
+DLQ_STREAM = "DLQ"
+DLQ_PREFIX = "dlq"
+DLQ_REASON = "Telecrm-Dlq-Reason"
+DLQ_SUBJECT = "Telecrm-Dlq-Subject"
+DLQ_STREAM_SEQ = "Telecrm-Dlq-Stream-Seq"
+DLQ_CONSUMER = "Telecrm-Dlq-Consumer"
+DLQ_DELIVERIES = "Telecrm-Dlq-Deliveries"
+
+
+class BusError(TelecrmError):
+    """The bus could not do what was asked (not connected, publish not acknowledged in time)."""
+
+
+class InvalidMessage(TelecrmError):
+    """A payload that will never be handled: it is dead-lettered at once, without retries."""
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A JetStream stream, created or updated by :meth:`Bus.ensure_streams`."""
+
+    name: str
+    subjects: tuple[str, ...]
+    max_age_seconds: float = 30 * 24 * 3600
+    duplicate_window_seconds: float = 120
+    replicas: int = 1
+
+
+DLQ_STREAM_SPEC = StreamSpec(name=DLQ_STREAM, subjects=(f"{DLQ_PREFIX}.>",), max_age_seconds=90 * 24 * 3600)
+
+
+Decoder = Callable[[str, bytes], M]
+"""Turns (subject, payload) into a message; raises InvalidMessage (or DecodeError) when it cannot."""
+
+
+@dataclass(frozen=True)
+class ConsumerSpec(Generic[M]):
+    """A durable pull consumer and how its messages are decoded and retried."""
+
+    stream: str
+    durable: str
+    filter_subjects: tuple[str, ...]
+    decode: Decoder[M]
+    batch_size: int = 100
+    max_deliver: int = 8
+    backoff_seconds: tuple[float, ...] = (1, 2, 5, 10, 30, 60, 120)
+    ack_wait_seconds: float = 30
+    max_ack_pending: int = 5000
+    fetch_timeout_seconds: float = 1.0
+
+
+@dataclass
+class Delivery(Generic[M]):
+    """One message as a handler sees it."""
+
+    subject: str
+    message: M
+    headers: Mapping[str, str]
+    num_delivered: int
+    stream_sequence: int
+    raw: Msg = field(repr=False)
+
+
+BatchHandler = Callable[[Sequence[Delivery[M]]], Awaitable[None]]
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(
+        exc,
+        nats.errors.TimeoutError
+        | nats.errors.ConnectionClosedError
+        | nats.errors.NoRespondersError
+        | nats.errors.StaleConnectionError
+        | nats.errors.OutboundBufferLimitError
+        | asyncio.TimeoutError
+        | nats.js.errors.ServiceUnavailableError,
+    )
+
+
+class Bus:
+    """A NATS connection with its JetStream context. Build it with :meth:`connect`."""
+
+    def __init__(self, nc: NatsClient, name: str) -> None:
+        self._nc = nc
+        self._js: JetStreamContext = nc.jetstream(timeout=5)
+        self._name = name
+
+    # --- connection -------------------------------------------------------------------------------
+
+    @classmethod
+    async def connect(cls, url: str, *, name: str, timeout: float = 60.0) -> Bus:
+        """Connect, retrying with backoff for up to ``timeout`` seconds with a clear log line each time.
+
+        Once connected, the client reconnects on its own forever; publishes wait for it.
+        """
+        deadline = time.monotonic() + timeout
+        delay = 0.5
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                nc = await nats.connect(
+                    url,
+                    name=name,
+                    connect_timeout=2,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=1,
+                    error_cb=_on_error,
+                    disconnected_cb=_on_disconnect,
+                    reconnected_cb=_on_reconnect,
+                )
+            except (TimeoutError, OSError, nats.errors.Error) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise BusError(f"NATS at {url} is not reachable after {attempt} attempts: {exc}") from exc
+                log.warning(
+                    "NATS at %s is not reachable (attempt %d: %s); retrying in %.1fs",
+                    url,
+                    attempt,
+                    exc or type(exc).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            log.info("connected to NATS", extra={"nats_url": url, "attempts": attempt})
+            return cls(nc, name)
+
+    @property
+    def nc(self) -> NatsClient:
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        return self._js
+
+    @property
+    def is_connected(self) -> bool:
+        return bool(self._nc.is_connected)
+
+    async def check(self) -> None:
+        """A real round trip to the server (PING/PONG); raises NotReadyError when it fails."""
+        if not self._nc.is_connected:
+            raise NotReadyError("NATS is not connected")
+        try:
+            await self._nc.flush(timeout=1)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise NotReadyError(f"NATS did not answer: {exc or type(exc).__name__}") from exc
+
+    async def close(self) -> None:
+        """Drain subscriptions and pending publishes, then close. Safe to call twice."""
+        if self._nc.is_closed:
+            return
+        try:
+            await self._nc.drain()
+        except (TimeoutError, nats.errors.Error) as exc:
+            log.warning("NATS drain did not complete cleanly: %s", exc)
+            await self._nc.close()
+
+    # --- streams ----------------------------------------------------------------------------------
+
+    async def ensure_streams(self, specs: Sequence[StreamSpec]) -> None:
+        """Create each stream, or update it to the spec when it exists. The DLQ stream is always added."""
+        for spec in (*specs, DLQ_STREAM_SPEC):
+            config = api.StreamConfig(
+                name=spec.name,
+                subjects=list(spec.subjects),
+                retention=api.RetentionPolicy.LIMITS,
+                storage=api.StorageType.FILE,
+                max_age=spec.max_age_seconds,
+                duplicate_window=spec.duplicate_window_seconds,
+                num_replicas=spec.replicas,
+            )
+            try:
+                await self._js.add_stream(config)
+            except nats.js.errors.BadRequestError:
+                # Exists with another configuration: bring it to the spec (a no-op when equal).
+                await self._js.update_stream(config)
+            log.debug("stream ready", extra={"stream": spec.name, "subjects": list(spec.subjects)})
+
+    # --- publishing -------------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        subject: str,
+        message: Message,
+        *,
+        msg_id: str,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+    ) -> api.PubAck:
+        """Publish a protobuf to a stream subject and wait for the stream's acknowledgement.
+
+        ``msg_id`` becomes ``Nats-Msg-Id``: publishing the same id twice inside the stream's duplicate
+        window stores one message. Retries transient failures (reconnecting, no responders) for up to
+        ``timeout`` seconds, then raises BusError.
+        """
+        all_headers = {MSG_ID_HEADER: msg_id, TYPE_HEADER: message.DESCRIPTOR.full_name}
+        if headers:
+            all_headers.update(headers)
+        telemetry.inject(all_headers)
+        payload = message.SerializeToString()
+        deadline = time.monotonic() + timeout
+        delay = 0.1
+        while True:
+            try:
+                return await self._js.publish(subject, payload, timeout=2, headers=all_headers)
+            except Exception as exc:
+                if not _is_transient(exc) or time.monotonic() + delay > deadline:
+                    raise BusError(f"publish to {subject} failed: {exc or type(exc).__name__}") from exc
+                log.warning("publish to %s failed (%s); retrying", subject, exc or type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    # --- consuming --------------------------------------------------------------------------------
+
+    async def ensure_consumer(self, spec: ConsumerSpec[Any]) -> None:
+        """Create the durable consumer, or update it to the spec."""
+        backoff = list(spec.backoff_seconds[: max(spec.max_deliver - 1, 0)]) or None
+        config = api.ConsumerConfig(
+            durable_name=spec.durable,
+            name=spec.durable,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_wait=spec.ack_wait_seconds,
+            max_deliver=spec.max_deliver,
+            backoff=backoff,
+            max_ack_pending=spec.max_ack_pending,
+        )
+        if len(spec.filter_subjects) == 1:
+            config.filter_subject = spec.filter_subjects[0]
+        else:
+            config.filter_subjects = list(spec.filter_subjects)
+        await self._js.add_consumer(spec.stream, config)
+
+    async def consume(self, spec: ConsumerSpec[M], handler: BatchHandler[M], stop: asyncio.Event) -> None:
+        """Fetch and handle messages until ``stop`` is set; the batch in hand is finished first.
+
+        The handler gets a batch of decoded deliveries. If it raises, the batch is handled again one
+        message at a time so that one bad message does not hold up the others; a message that still
+        fails is nak'ed with the next backoff delay, and dead-lettered on its last delivery.
+        """
+        await self.ensure_consumer(spec)
+        sub = await self._js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
+        log.info(
+            "consuming",
+            extra={"stream": spec.stream, "consumer": spec.durable, "subjects": list(spec.filter_subjects)},
+        )
+        consumer = _Consumer(self, spec, handler)
+        while not stop.is_set():
+            try:
+                msgs = await sub.fetch(spec.batch_size, timeout=spec.fetch_timeout_seconds)
+            except nats.errors.TimeoutError:
+                continue
+            except Exception as exc:
+                if not _is_transient(exc) and not isinstance(exc, nats.errors.Error):
+                    raise
+                log.warning("fetch from %s failed (%s); retrying", spec.durable, exc or type(exc).__name__)
+                await _sleep_or_stop(stop, 1.0)
+                continue
+            await consumer.handle(msgs)
+        with contextlib.suppress(nats.errors.Error):
+            await sub.unsubscribe()
+        log.info("consumer stopped", extra={"consumer": spec.durable})
+
+    async def dead_letter(self, msg: Msg, *, consumer: str, reason: str) -> bool:
+        """Copy a message to ``dlq.<consumer>.<subject>`` with the reason; True when the DLQ stored it."""
+        meta = msg.metadata
+        headers = {k: v for k, v in (msg.headers or {}).items() if k != MSG_ID_HEADER}
+        headers.update(
+            {
+                DLQ_REASON: reason[:1000],
+                DLQ_SUBJECT: msg.subject,
+                DLQ_STREAM_SEQ: str(meta.sequence.stream),
+                DLQ_CONSUMER: consumer,
+                DLQ_DELIVERIES: str(meta.num_delivered),
+                MSG_ID_HEADER: f"dlq-{meta.stream}-{meta.sequence.stream}-{consumer}",
+            }
+        )
+        try:
+            await self._js.publish(
+                f"{DLQ_PREFIX}.{consumer}.{msg.subject}", msg.data, timeout=5, headers=headers
+            )
+        except Exception as exc:
+            if not _is_transient(exc) and not isinstance(exc, nats.errors.Error):
+                raise
+            log.error("could not dead-letter a message from %s: %s", msg.subject, exc or type(exc).__name__)
+            return False
+        log.error(
+            "message dead-lettered",
+            extra={
+                "subject": msg.subject,
+                "stream_seq": meta.sequence.stream,
+                "consumer": consumer,
+                "deliveries": meta.num_delivered,
+                "reason": reason,
+            },
+        )
+        return True
+
+    async def pending(self, spec: ConsumerSpec[Any]) -> int:
+        """How many messages the consumer has not yet been delivered (its lag) plus those unacked."""
+        info = await self._js.consumer_info(spec.stream, spec.durable)
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+
+class _Consumer(Generic[M]):
+    """The per-batch logic of :meth:`Bus.consume`, kept apart so it reads top to bottom."""
+
+    def __init__(self, bus: Bus, spec: ConsumerSpec[M], handler: BatchHandler[M]) -> None:
+        self._bus = bus
+        self._spec = spec
+        self._handler = handler
+        self._tracer = telemetry.tracer("telecrm.bus")
+
+    async def handle(self, msgs: Sequence[Msg]) -> None:
+        deliveries: list[Delivery[M]] = []
+        for msg in msgs:
+            delivery = await self._decode(msg)
+            if delivery is not None:
+                deliveries.append(delivery)
+        if not deliveries:
+            return
+        links = [
+            trace.Link(span_ctx)
+            for d in deliveries
+            if (span_ctx := trace.get_current_span(telemetry.extract(d.headers)).get_span_context()).is_valid
+        ]
+        with self._tracer.start_as_current_span(
+            f"consume {self._spec.durable}", kind=trace.SpanKind.CONSUMER, links=links
+        ):
+            try:
+                await self._handler(deliveries)
+            except Exception:
+                if len(deliveries) == 1:
+                    await self._failed(deliveries[0])
+                    return
+                log.warning(
+                    "batch of %d failed; handling its messages one by one", len(deliveries), exc_info=True
+                )
+                for delivery in deliveries:
+                    await self._handle_one(delivery)
+                return
+        await asyncio.gather(*(d.raw.ack() for d in deliveries), return_exceptions=True)
+
+    async def _handle_one(self, delivery: Delivery[M]) -> None:
+        ctx = telemetry.extract(delivery.headers)
+        with self._tracer.start_as_current_span(
+            f"consume {delivery.subject}", context=ctx, kind=trace.SpanKind.CONSUMER
+        ):
+            try:
+                await self._handler([delivery])
+            except Exception:
+                await self._failed(delivery)
+                return
+        await delivery.raw.ack()
+
+    async def _decode(self, msg: Msg) -> Delivery[M] | None:
+        meta = msg.metadata
+        try:
+            message = self._spec.decode(msg.subject, msg.data)
+        except Exception as exc:
+            reason = f"undecodable payload on {msg.subject}: {type(exc).__name__}: {exc}"
+            if await self._bus.dead_letter(msg, consumer=self._spec.durable, reason=reason):
+                await msg.term()
+            else:
+                await msg.nak(delay=self._delay(meta.num_delivered))
+            return None
+        return Delivery(
+            subject=msg.subject,
+            message=message,
+            headers=dict(msg.headers or {}),
+            num_delivered=meta.num_delivered,
+            stream_sequence=meta.sequence.stream,
+            raw=msg,
+        )
+
+    async def _failed(self, delivery: Delivery[M]) -> None:
+        exc_text = _current_exception_text()
+        if delivery.num_delivered >= self._spec.max_deliver:
+            reason = f"handler failed {delivery.num_delivered} times; last error: {exc_text}"
+            if await self._bus.dead_letter(delivery.raw, consumer=self._spec.durable, reason=reason):
+                await delivery.raw.term()
+                return
+        delay = self._delay(delivery.num_delivered)
+        log.warning(
+            "handling %s failed (delivery %d of %d): %s; retrying in %.0fs",
+            delivery.subject,
+            delivery.num_delivered,
+            self._spec.max_deliver,
+            exc_text,
+            delay,
+            exc_info=log.isEnabledFor(logging.DEBUG),
+        )
+        await delivery.raw.nak(delay=delay)
+
+    def _delay(self, num_delivered: int) -> float:
+        backoff = self._spec.backoff_seconds or (1.0,)
+        return backoff[min(num_delivered, len(backoff)) - 1]
+
+
+def _current_exception_text() -> str:
+    exc = sys.exc_info()[1]
+    return f"{type(exc).__name__}: {exc}" if exc else "unknown error"
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+async def _on_error(exc: Exception) -> None:
+    log.warning("NATS error: %s", exc or type(exc).__name__)
+
+
+async def _on_disconnect() -> None:
+    log.warning("disconnected from NATS; reconnecting")
+
+
+async def _on_reconnect() -> None:
+    log.info("reconnected to NATS")

@@ -1,0 +1,204 @@
+"""SQLAlchemy 2.x async engine per service, SQLite by default and PostgreSQL by URL, with Alembic.
+
+URLs may be given the way people write them (``sqlite:///var/calls.sqlite3``,
+``postgresql://user@host/db``); the async driver (aiosqlite, asyncpg) is filled in here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, make_url, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+
+from telecrm_common.errors import NotReadyError, TelecrmError
+
+log = logging.getLogger(__name__)
+
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
+
+
+class DatabaseUnavailable(TelecrmError):
+    """The database could not be reached within the start-up timeout."""
+
+
+class Base(DeclarativeBase):
+    """Declarative base; each service's models derive from their own subclass of it."""
+
+
+def async_url(url: str | URL) -> URL:
+    """The URL with its async driver: sqlite -> sqlite+aiosqlite, postgresql -> postgresql+asyncpg."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if "+" not in parsed.drivername and backend in _ASYNC_DRIVERS:
+        parsed = parsed.set(drivername=_ASYNC_DRIVERS[backend])
+    return parsed
+
+
+def is_sqlite(url: str | URL) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def redacted(url: str | URL) -> str:
+    """The URL with its password hidden, for logs and error messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+class Database:
+    """An async engine and its session factory."""
+
+    def __init__(self, url: str | URL, *, pool_size: int = 10, echo: bool = False) -> None:
+        self.url = async_url(url)
+        kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
+        if is_sqlite(self.url):
+            database = self.url.database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        if is_sqlite(self.url):
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction: committed when the block ends, rolled back when it raises."""
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    async def check(self) -> None:
+        """``SELECT 1`` with a short timeout; raises NotReadyError when the database does not answer."""
+        try:
+            async with asyncio.timeout(2):
+                async with self.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+        except (OSError, DBAPIError, TimeoutError) as exc:
+            raise NotReadyError(f"database {redacted(self.url)} is not reachable: {_short(exc)}") from exc
+
+    async def wait_until_reachable(self, timeout: float) -> None:
+        """Retry :meth:`check` with backoff, logging each failure in one line, for up to ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        delay = 0.5
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self.check()
+            except NotReadyError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise DatabaseUnavailable(f"{exc} (gave up after {attempt} attempts)") from None
+                log.warning("%s; retrying in %.1fs (attempt %d)", exc, delay, attempt)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            return
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _short(exc: BaseException) -> str:
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return str(exc.orig).splitlines()[0] if str(exc.orig) else type(exc.orig).__name__
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+# --- migrations ----------------------------------------------------------------------------------
+
+
+def alembic_config(url: str | URL, script_location: str) -> Config:
+    """An Alembic configuration for a service (``script_location`` like ``telecrm_calls:migrations``)."""
+    config = Config()
+    config.set_main_option("script_location", script_location)
+    config.set_main_option(
+        "sqlalchemy.url", async_url(url).render_as_string(hide_password=False).replace("%", "%%")
+    )
+    return config
+
+
+def upgrade(url: str | URL, script_location: str, revision: str = "head") -> None:
+    """Run the service's migrations up to ``revision`` (synchronously; call before serving)."""
+    command.upgrade(alembic_config(url, script_location), revision)
+
+
+async def upgrade_async(url: str | URL, script_location: str, revision: str = "head") -> None:
+    """:func:`upgrade` from async code: Alembic's async env runs its own event loop in a thread."""
+    await asyncio.to_thread(upgrade, url, script_location, revision)
+
+
+def run_migrations_env(target_metadata: Any) -> None:
+    """The body of every service's ``migrations/env.py``: online migrations over the async engine."""
+    from alembic import context
+
+    config = context.config
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise TelecrmError("alembic: sqlalchemy.url is not set")
+
+    def do_run(connection: Any) -> None:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run() -> None:
+        engine = create_async_engine(async_url(url))
+        try:
+            async with engine.connect() as connection:
+                await connection.run_sync(do_run)
+                await connection.commit()
+        finally:
+            await engine.dispose()
+
+    if context.is_offline_mode():
+        context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    else:
+        asyncio.run(run())
+
+
+__all__ = [
+    "Base",
+    "Database",
+    "DatabaseUnavailable",
+    "OperationalError",
+    "async_url",
+    "is_sqlite",
+    "redacted",
+    "upgrade",
+    "upgrade_async",
+]

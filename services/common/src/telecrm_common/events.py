@@ -1,0 +1,90 @@
+"""Event contracts on the bus: which protobuf travels on which subject, declared once.
+
+Every ``tel.call.*`` subject carries a :class:`CallEvent`; the member of its ``kind`` oneof names the
+subject. Decoders reject payloads that parse as protobuf but are not a usable event (protobuf parses
+many random byte strings without complaint), so such payloads are dead-lettered, not stored.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from google.protobuf.message import DecodeError, Message
+from telecrm.events.v1 import call_events_pb2 as ev
+
+from telecrm_common.bus import ConsumerSpec, InvalidMessage, StreamSpec
+
+CALL_SUBJECT_PREFIX = "tel.call"
+CALL_SUBJECTS = {
+    kind: f"{CALL_SUBJECT_PREFIX}.{kind}"
+    for kind in ("offered", "ringing", "answered", "held", "resumed", "transferred", "ended")
+}
+RECORDING_READY_SUBJECT = "tel.recording.ready"
+
+T = TypeVar("T", bound=Message)
+
+TEL_STREAM = StreamSpec(name="TEL", subjects=("tel.>",))
+CALLS_STREAM = StreamSpec(name="CALLS", subjects=("calls.>",))
+STREAMS: tuple[StreamSpec, ...] = (TEL_STREAM, CALLS_STREAM)
+
+
+def call_event_subject(event: ev.CallEvent) -> str:
+    """The subject a call event is published on: ``tel.call.<kind>``."""
+    kind = event.WhichOneof("kind")
+    if kind is None:
+        raise ValueError("a CallEvent needs its kind set (offered, ringing, ... ended)")
+    return CALL_SUBJECTS[kind]
+
+
+def decode_call_event(subject: str, data: bytes) -> ev.CallEvent:
+    """Decode and validate a CallEvent; raise InvalidMessage when it cannot be handled."""
+    event = _parse(ev.CallEvent, data)
+    kind = event.WhichOneof("kind")
+    problems = [
+        name
+        for name, missing in (("event_id", not event.event_id), ("call_id", not event.call_id))
+        if missing
+    ]
+    if kind is None:
+        problems.append("kind")
+    if problems:
+        raise InvalidMessage(f"CallEvent without {', '.join(problems)}")
+    if subject.startswith(CALL_SUBJECT_PREFIX + ".") and subject != CALL_SUBJECTS.get(kind or ""):
+        raise InvalidMessage(f"a {kind} event on {subject}")
+    return event
+
+
+def decode_recording_ready(subject: str, data: bytes) -> ev.RecordingReady:
+    event = _parse(ev.RecordingReady, data)
+    if not event.event_id or not event.call_id or not event.location:
+        raise InvalidMessage("RecordingReady without event_id, call_id or location")
+    return event
+
+
+def decode_tel_event(subject: str, data: bytes) -> ev.CallEvent | ev.RecordingReady:
+    """Decoder for a consumer of ``tel.>``: call events and recording-ready events."""
+    if subject == RECORDING_READY_SUBJECT:
+        return decode_recording_ready(subject, data)
+    if subject.startswith(CALL_SUBJECT_PREFIX + "."):
+        return decode_call_event(subject, data)
+    raise InvalidMessage(f"no event type is declared for {subject}")
+
+
+def tel_consumer(durable: str, **overrides: object) -> ConsumerSpec[ev.CallEvent | ev.RecordingReady]:
+    """A durable consumer of every telephony event (call events and recordings)."""
+    return ConsumerSpec(
+        stream=TEL_STREAM.name,
+        durable=durable,
+        filter_subjects=(f"{CALL_SUBJECT_PREFIX}.>", RECORDING_READY_SUBJECT),
+        decode=decode_tel_event,
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+def _parse(cls: type[T], data: bytes) -> T:
+    message = cls()
+    try:
+        message.ParseFromString(data)
+    except DecodeError as exc:
+        raise InvalidMessage(f"not a {cls.DESCRIPTOR.full_name}: {exc}") from exc
+    return message

@@ -1,0 +1,177 @@
+"""Telephony vocabulary, mapped explicitly in one place: SIP statuses, Q.850 causes, dispositions.
+
+The tables follow RFC 3398 (SIP status -> ISDN cause), the Q.850 cause values that Asterisk and
+FreeSWITCH report as HANGUPCAUSE, and the call statuses CRMs show (answered, missed, busy...).
+"""
+
+from __future__ import annotations
+
+import phonenumbers
+from telecrm.events.v1 import call_events_pb2 as ev
+
+# Q.850 cause values used by the suite.
+Q850_UNALLOCATED_NUMBER = 1
+Q850_NORMAL_CLEARING = 16
+Q850_USER_BUSY = 17
+Q850_NO_USER_RESPONDING = 18
+Q850_NO_ANSWER = 19
+Q850_CALL_REJECTED = 21
+Q850_NUMBER_CHANGED = 22
+Q850_DESTINATION_OUT_OF_ORDER = 27
+Q850_INVALID_NUMBER_FORMAT = 28
+Q850_NORMAL_UNSPECIFIED = 31
+Q850_NO_CIRCUIT_AVAILABLE = 34
+Q850_NETWORK_OUT_OF_ORDER = 38
+Q850_TEMPORARY_FAILURE = 41
+Q850_SWITCHING_EQUIPMENT_CONGESTION = 42
+Q850_SERVICE_UNAVAILABLE = 63
+Q850_BEARER_NOT_IMPLEMENTED = 65
+Q850_SERVICE_NOT_IMPLEMENTED = 79
+Q850_INCOMPATIBLE_DESTINATION = 88
+Q850_RECOVERY_ON_TIMER_EXPIRY = 102
+Q850_INTERWORKING = 127
+
+# RFC 3398 section 8.2.6.1: SIP final response -> Q.850 cause.
+SIP_TO_Q850: dict[int, int] = {
+    200: Q850_NORMAL_CLEARING,
+    400: Q850_TEMPORARY_FAILURE,
+    401: Q850_CALL_REJECTED,
+    402: Q850_CALL_REJECTED,
+    403: Q850_CALL_REJECTED,
+    404: Q850_UNALLOCATED_NUMBER,
+    405: Q850_SERVICE_UNAVAILABLE,
+    406: Q850_SERVICE_NOT_IMPLEMENTED,
+    407: Q850_CALL_REJECTED,
+    408: Q850_RECOVERY_ON_TIMER_EXPIRY,
+    410: Q850_NUMBER_CHANGED,
+    413: Q850_INTERWORKING,
+    414: Q850_INTERWORKING,
+    415: Q850_SERVICE_NOT_IMPLEMENTED,
+    416: Q850_INTERWORKING,
+    420: Q850_INTERWORKING,
+    421: Q850_INTERWORKING,
+    423: Q850_INTERWORKING,
+    480: Q850_NO_USER_RESPONDING,
+    481: Q850_TEMPORARY_FAILURE,
+    482: Q850_INTERWORKING,
+    483: Q850_INTERWORKING,
+    484: Q850_INVALID_NUMBER_FORMAT,
+    485: Q850_UNALLOCATED_NUMBER,
+    486: Q850_USER_BUSY,
+    487: Q850_NORMAL_CLEARING,  # the originator cancelled: a normal end from the network's view
+    488: Q850_INCOMPATIBLE_DESTINATION,
+    500: Q850_TEMPORARY_FAILURE,
+    501: Q850_SERVICE_NOT_IMPLEMENTED,
+    502: Q850_NETWORK_OUT_OF_ORDER,
+    503: Q850_TEMPORARY_FAILURE,
+    504: Q850_RECOVERY_ON_TIMER_EXPIRY,
+    505: Q850_INTERWORKING,
+    513: Q850_INTERWORKING,
+    600: Q850_USER_BUSY,
+    603: Q850_CALL_REJECTED,
+    604: Q850_UNALLOCATED_NUMBER,
+    606: Q850_INCOMPATIBLE_DESTINATION,
+}
+
+
+def q850_for_sip_status(status: int) -> int:
+    """The Q.850 cause for a SIP final status (RFC 3398), falling back by status class."""
+    if status in SIP_TO_Q850:
+        return SIP_TO_Q850[status]
+    if 200 <= status < 300:
+        return Q850_NORMAL_CLEARING
+    if 400 <= status < 500:
+        return Q850_INTERWORKING
+    if 500 <= status < 600:
+        return Q850_TEMPORARY_FAILURE
+    if status >= 600:
+        return Q850_NORMAL_UNSPECIFIED
+    return Q850_NORMAL_UNSPECIFIED
+
+
+def disposition_for_unanswered(
+    direction: ev.Direction.ValueType,
+    sip_status: int,
+    *,
+    cancelled_by_caller: bool = False,
+    timed_out: bool = False,
+) -> ev.Disposition.ValueType:
+    """What an unanswered call (or leg) is called in the call log.
+
+    | situation                                   | inbound / internal | outbound   |
+    |---------------------------------------------|--------------------|------------|
+    | the caller hung up while it rang            | missed             | cancelled  |
+    | nobody answered before the ring timeout     | missed             | no_answer  |
+    | 486 Busy Here, 600 Busy Everywhere          | busy               | busy       |
+    | 603 Decline                                 | rejected           | rejected   |
+    | 480, 408 (the phone did not pick up)        | missed             | no_answer  |
+    | anything else (404, 5xx, 488...)            | failed             | failed     |
+    """
+    inbound = direction != ev.DIRECTION_OUTBOUND
+    if cancelled_by_caller:
+        return ev.DISPOSITION_MISSED if inbound else ev.DISPOSITION_CANCELLED
+    if sip_status in (486, 600):
+        return ev.DISPOSITION_BUSY
+    if sip_status == 603:
+        return ev.DISPOSITION_REJECTED
+    if timed_out or sip_status in (480, 408):
+        return ev.DISPOSITION_MISSED if inbound else ev.DISPOSITION_NO_ANSWER
+    return ev.DISPOSITION_FAILED
+
+
+# The names PBXs and CRMs use for each disposition (Asterisk CDR, Bitrix24/Planfix call statuses).
+DISPOSITION_NAMES: dict[ev.Disposition.ValueType, str] = {
+    ev.DISPOSITION_ANSWERED: "answered",
+    ev.DISPOSITION_MISSED: "missed",
+    ev.DISPOSITION_BUSY: "busy",
+    ev.DISPOSITION_NO_ANSWER: "no_answer",
+    ev.DISPOSITION_FAILED: "failed",
+    ev.DISPOSITION_CANCELLED: "cancelled",
+    ev.DISPOSITION_REJECTED: "rejected",
+}
+DISPOSITION_BY_NAME = {name: value for value, name in DISPOSITION_NAMES.items()}
+ASTERISK_DISPOSITION: dict[ev.Disposition.ValueType, str] = {
+    ev.DISPOSITION_ANSWERED: "ANSWERED",
+    ev.DISPOSITION_MISSED: "NO ANSWER",
+    ev.DISPOSITION_BUSY: "BUSY",
+    ev.DISPOSITION_NO_ANSWER: "NO ANSWER",
+    ev.DISPOSITION_FAILED: "FAILED",
+    ev.DISPOSITION_CANCELLED: "NO ANSWER",
+    ev.DISPOSITION_REJECTED: "BUSY",
+}
+DIRECTION_NAMES: dict[ev.Direction.ValueType, str] = {
+    ev.DIRECTION_INBOUND: "inbound",
+    ev.DIRECTION_OUTBOUND: "outbound",
+    ev.DIRECTION_INTERNAL: "internal",
+}
+DIRECTION_BY_NAME = {name: value for value, name in DIRECTION_NAMES.items()}
+HANGUP_BY_NAMES: dict[ev.HangupBy.ValueType, str] = {
+    ev.HANGUP_BY_CALLER: "caller",
+    ev.HANGUP_BY_CALLEE: "callee",
+    ev.HANGUP_BY_SYSTEM: "system",
+}
+
+
+def normalize_number(raw: str, default_region: str = "US") -> str:
+    """E.164 form of a dialled or presented number, or "" when it is internal or not a phone number.
+
+    Understands the usual masks ("+7 (499) 369-04-39", "00 359 2 ...", national numbers in the
+    default region) and strips SIP decorations such as ``;phone-context``.
+    """
+    number = raw.split(";", 1)[0].strip()
+    if not number or sum(ch.isdigit() for ch in number) < 5:
+        return ""
+    if number.startswith("00"):
+        number = "+" + number[2:]
+    try:
+        parsed = phonenumbers.parse(number, None if number.startswith("+") else default_region)
+    except phonenumbers.NumberParseException:
+        return ""
+    if not phonenumbers.is_possible_number(parsed):
+        return ""
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def digits(raw: str) -> str:
+    """Only the digits of a number, for partial matches ("369-04" -> "36904")."""
+    return "".join(ch for ch in raw if ch.isdigit())
