@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import TypeVar
 
 from google.protobuf.message import DecodeError, Message
-from telecrm.events.v1 import call_events_pb2 as ev
 
+from telecrm.events.v1 import call_events_pb2 as ev
 from telecrm_common.bus import ConsumerSpec, InvalidMessage, StreamSpec
 
 CALL_SUBJECT_PREFIX = "tel.call"

@@ -7,6 +7,7 @@ FreeSWITCH report as HANGUPCAUSE, and the call statuses CRMs show (answered, mis
 from __future__ import annotations
 
 import phonenumbers
+
 from telecrm.events.v1 import call_events_pb2 as ev
 
 # Q.850 cause values used by the suite.

@@ -1,0 +1,1 @@
+"""The crm service: contacts, employees, events journal, tasks, projects and service tickets."""

@@ -1,0 +1,1 @@
+"""The messaging service: fax, SMS and e-mail: send, receive, delivery reports."""

@@ -1,0 +1,1 @@
+"""The queue service: the electronic walk-in queue and the routing of calls to free agents."""

@@ -1,0 +1,3 @@
+from telecrm_crm.main import run
+
+run()

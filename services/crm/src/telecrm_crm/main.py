@@ -1,0 +1,19 @@
+"""Wires the crm service: a skeleton with health, OpenAPI and gRPC health until its issue fills it."""
+
+from telecrm_common.app import Context, ServiceDefinition, Wiring
+from telecrm_common.app import run as run_service
+from telecrm_crm.settings import CRMSettings
+
+
+def wire(context: Context) -> Wiring:
+    return Wiring(
+        title="telecrm crm",
+        description="contacts, employees, events journal, tasks, projects and service tickets (skeleton)",
+    )
+
+
+DEFINITION = ServiceDefinition(settings_factory=CRMSettings, wire=wire, migrations="telecrm_crm:migrations")
+
+
+def run() -> None:
+    run_service(DEFINITION)

@@ -1,0 +1,3 @@
+from telecrm_messaging.main import run
+
+run()

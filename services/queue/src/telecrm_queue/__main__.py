@@ -1,0 +1,3 @@
+from telecrm_queue.main import run
+
+run()

@@ -1,0 +1,4 @@
+from telecrm_common.db import run_migrations_env
+from telecrm_queue.models import Base
+
+run_migrations_env(Base.metadata)
