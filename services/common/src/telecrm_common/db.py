@@ -139,6 +139,9 @@ def alembic_config(url: str | URL, script_location: str) -> Config:
     """An Alembic configuration for a service (``script_location`` like ``telecrm_calls:migrations``)."""
     config = Config()
     config.set_main_option("script_location", script_location)
+    # One version table per service, so that services may share one database (DATABASE_URL).
+    service = script_location.split(":", 1)[0].removeprefix("telecrm_")
+    config.set_main_option("version_table", f"alembic_version_{service}")
     config.set_main_option(
         "sqlalchemy.url", async_url(url).render_as_string(hide_password=False).replace("%", "%%")
     )
@@ -161,6 +164,7 @@ def run_migrations_env(target_metadata: Any) -> None:
 
     config = context.config
     url = config.get_main_option("sqlalchemy.url")
+    version_table = config.get_main_option("version_table") or "alembic_version"
     if url is None:
         raise TelecrmError("alembic: sqlalchemy.url is not set")
 
@@ -170,6 +174,7 @@ def run_migrations_env(target_metadata: Any) -> None:
             target_metadata=target_metadata,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
+            version_table=version_table,
         )
         with context.begin_transaction():
             context.run_migrations()
@@ -184,7 +189,9 @@ def run_migrations_env(target_metadata: Any) -> None:
             await engine.dispose()
 
     if context.is_offline_mode():
-        context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
+        context.configure(
+            url=url, target_metadata=target_metadata, literal_binds=True, version_table=version_table
+        )
         with context.begin_transaction():
             context.run_migrations()
     else:
