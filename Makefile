@@ -57,8 +57,8 @@ run: proto ## Run the whole suite (nats-server + every service); Ctrl-C stops it
 call: env ## Place one real SIP call against the running gateway (make call EXT=101 SECONDS=3)
 	$(PY) -m telecrm_devstack.call $(if $(EXT),--extension $(EXT)) $(if $(SECONDS),--seconds $(SECONDS))
 
-bench: proto test-deps ## Run the benchmarks and print their table
-	$(PY) -m pytest -m bench -p no:cacheprovider -s tests/bench $(PYTEST_ARGS)
+bench: proto test-deps ## Run the benchmarks and print their table (BENCH_ARGS="--only bus --calls 5000")
+	$(PY) -m tests.bench $(BENCH_ARGS)
 
 clean: ## Remove the environment, generated code and local data
 	rm -rf $(VENV) $(TOOLS) var services/common/src/telecrm .pytest_cache .mypy_cache .ruff_cache
