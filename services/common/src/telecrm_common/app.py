@@ -12,17 +12,18 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import grpc
 from fastapi import APIRouter, FastAPI
+from pydantic import ValidationError
 
 from telecrm_common.bus import Bus, BusError, StreamSpec
 from telecrm_common.db import Database, DatabaseUnavailable, redacted, upgrade_async
 from telecrm_common.events import STREAMS
 from telecrm_common.grpc import GrpcServer
-from telecrm_common.health import health_router
+from telecrm_common.health import Check, health_router
 from telecrm_common.logging import setup_logging
 from telecrm_common.service import Background, ServiceRunner, Shutdown
 from telecrm_common.settings import ServiceSettings
@@ -30,6 +31,7 @@ from telecrm_common.telemetry import setup_telemetry
 
 log = logging.getLogger(__name__)
 
+EXIT_FAILED = 1
 EXIT_DEPENDENCY_UNAVAILABLE = 2
 
 
@@ -63,87 +65,121 @@ class ServiceDefinition:
     migrate_on_start: Callable[[ServiceSettings], bool] = lambda s: bool(getattr(s, "migrate_on_start", True))
 
 
-def build_http_app(context: Context, wiring: Wiring) -> FastAPI:
-    app = FastAPI(title=wiring.title, description=wiring.description, version="0.1.0")
-    checks = {"nats": context.bus.check}
-    if context.db is not None:
-        checks["database"] = context.db.check
-    app.include_router(health_router(checks))
-    for router in wiring.routers:
+def http_app(
+    title: str, description: str, routers: Sequence[APIRouter], checks: Mapping[str, Check]
+) -> FastAPI:
+    """The service's FastAPI application: its routers, ``/healthz`` and ``/readyz``; OpenAPI at /docs."""
+    app = FastAPI(title=title, description=description, version="0.1.0")
+    for router in routers:
         app.include_router(router)
-    app.state.context = context
+    app.include_router(health_router(checks))
     return app
 
 
+def _checks(context: Context) -> dict[str, Check]:
+    checks: dict[str, Check] = {"nats": context.bus.check}
+    if context.db is not None:
+        checks["database"] = context.db.check
+    return checks
+
+
+async def _database(settings: ServiceSettings) -> Database | None:
+    """The database once it answers, or None (one error line) when it did not within the timeout."""
+    db = Database(settings.database_url)
+    try:
+        await db.wait_until_reachable(settings.startup_timeout)
+    except DatabaseUnavailable as exc:
+        log.error("cannot start: %s", exc)
+        await db.dispose()
+        return None
+    log.info("database reachable", extra={"database": redacted(settings.database_url)})
+    return db
+
+
+async def _upgrade(settings: ServiceSettings, migrations: str) -> int:
+    try:
+        await upgrade_async(settings.database_url, migrations)
+    except Exception:
+        log.exception("migrations failed")
+        return EXIT_FAILED
+    log.info("migrations applied", extra={"database": redacted(settings.database_url)})
+    return 0
+
+
 async def serve(definition: ServiceDefinition, settings: ServiceSettings) -> int:
+    """Serve until SIGTERM/SIGINT; the exit code says how it ended (0, 1 failed, 2 unavailable)."""
     db: Database | None = None
     if definition.migrations is not None:
-        db = Database(settings.database_url)
-        try:
-            await db.wait_until_reachable(settings.startup_timeout)
-            if definition.migrate_on_start(settings):
-                await upgrade_async(settings.database_url, definition.migrations)
-        except DatabaseUnavailable as exc:
-            log.error("cannot start: %s", exc)
-            await db.dispose()
+        db = await _database(settings)
+        if db is None:
             return EXIT_DEPENDENCY_UNAVAILABLE
+        if definition.migrate_on_start(settings) and (
+            code := await _upgrade(settings, definition.migrations)
+        ):
+            await db.dispose()
+            return code
     try:
         bus = await Bus.connect(
-            settings.nats_url, name=settings.service_name, timeout=settings.startup_timeout
+            settings.nats_url,
+            name=f"{settings.service_name}-{settings.instance_id}",
+            timeout=settings.startup_timeout,
         )
-        await bus.ensure_streams(definition.streams)
     except BusError as exc:
         log.error("cannot start: %s", exc)
         if db is not None:
             await db.dispose()
         return EXIT_DEPENDENCY_UNAVAILABLE
-    context = Context(settings=settings, db=db, bus=bus)
-    wiring = definition.wire(context)
-    checks = {"nats": bus.check, **({"database": db.check} if db else {})}
-    grpc_server = GrpcServer(settings, service_names=list(wiring.grpc_services), checks=checks)
-    for register in wiring.grpc_services.values():
-        register(grpc_server.server)
-
-    async def close_bus() -> None:
-        await bus.close()
 
     async def close_db() -> None:
         if db is not None:
             await db.dispose()
 
+    try:
+        await bus.ensure_streams(definition.streams)
+        context = Context(settings=settings, db=db, bus=bus)
+        wiring = definition.wire(context)
+        checks = _checks(context)
+        grpc_server = GrpcServer(settings, service_names=list(wiring.grpc_services), checks=checks)
+        for register in wiring.grpc_services.values():
+            register(grpc_server.server)
+        app = http_app(wiring.title, wiring.description, wiring.routers, checks)
+    except Exception as exc:
+        log.error("cannot start: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
+        await bus.close()
+        await close_db()
+        return EXIT_FAILED
     runner = ServiceRunner(
         settings,
-        http_app=build_http_app(context, wiring),
+        http_app=app,
         grpc=grpc_server,
         background=wiring.background,
-        on_shutdown=[*wiring.on_shutdown, close_bus, close_db],
+        on_shutdown=[*wiring.on_shutdown, bus.close, close_db],
     )
     return await runner.run()
 
 
 async def migrate(definition: ServiceDefinition, settings: ServiceSettings) -> int:
+    """Bring the service's schema to the latest revision and exit."""
     if definition.migrations is None:
         log.info("%s has no database", settings.service_name)
         return 0
-    db = Database(settings.database_url)
-    try:
-        await db.wait_until_reachable(settings.startup_timeout)
-    except DatabaseUnavailable as exc:
-        log.error("cannot migrate: %s", exc)
+    db = await _database(settings)
+    if db is None:
         return EXIT_DEPENDENCY_UNAVAILABLE
-    finally:
-        await db.dispose()
-    await upgrade_async(settings.database_url, definition.migrations)
-    log.info("migrated", extra={"database": redacted(settings.database_url)})
-    return 0
+    await db.dispose()
+    return await _upgrade(settings, definition.migrations)
 
 
-def main(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> int:
-    """Console entry point: ``serve`` (default) or ``migrate``."""
-    parser = argparse.ArgumentParser()
+def main(definition: ServiceDefinition, argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """Console entry point: ``serve`` (default) or ``migrate``. Invalid settings exit 2 with one message."""
+    parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
     args = parser.parse_args(argv)
-    settings = definition.settings_factory()
+    try:
+        settings = definition.settings_factory()
+    except ValidationError as exc:
+        print(f"{parser.prog}: invalid settings:\n{exc}", file=sys.stderr)
+        return EXIT_DEPENDENCY_UNAVAILABLE
     setup_logging(settings)
     setup_telemetry(settings)
     try:
@@ -154,5 +190,5 @@ def main(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> in
         return 130
 
 
-def run(definition: ServiceDefinition) -> None:
-    sys.exit(main(definition))
+def run(definition: ServiceDefinition, prog: str | None = None) -> None:
+    sys.exit(main(definition, prog=prog))

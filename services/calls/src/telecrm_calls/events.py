@@ -1,0 +1,100 @@
+"""What the call log consumes from the bus, and what it does with it.
+
+One durable pull consumer (``CallsSettings.consumer_durable``, shared by every replica so each event is
+handled once) on the TEL stream:
+
+=========================  ===================  =================================================
+subject                    message              handler
+=========================  ===================  =================================================
+``tel.call.*``             ``CallEvent``        stored once by event id; the call record refolded
+``tel.recording.ready``    ``RecordingReady``   added to the call's recordings
+=========================  ===================  =================================================
+
+Both go through :meth:`CallLogService.ingest`, one transaction per fetched batch. Payloads that do not
+decode are dead-lettered by the bus (``dlq.<durable>.<subject>``) with the reason; a batch that fails is
+retried message by message, with backoff, then dead-lettered. While the database is down the batch in
+hand is held (and kept from redelivery) until it answers again, so an outage does not use up the
+deliveries of good events and send them to the dead-letter subject.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from telecrm.events.v1 import call_events_pb2 as ev
+from telecrm_calls.service import CallLogService
+from telecrm_calls.settings import CallsSettings
+from telecrm_common.bus import Bus, ConsumerSpec, Delivery
+from telecrm_common.errors import NotReadyError
+from telecrm_common.events import tel_consumer
+
+log = logging.getLogger(__name__)
+
+TelEvent = ev.CallEvent | ev.RecordingReady
+
+
+def consumer_spec(settings: CallsSettings) -> ConsumerSpec[TelEvent]:
+    return tel_consumer(settings.consumer_durable, batch_size=settings.consumer_batch_size)
+
+
+class TelEventsConsumer:
+    """Feeds the telephony events of the bus to the call log."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        service: CallLogService,
+        spec: ConsumerSpec[TelEvent],
+        *,
+        hold_interval: float = 2.0,
+    ) -> None:
+        self._bus = bus
+        self._service = service
+        self.spec = spec
+        self._hold_interval = hold_interval
+
+    async def handle(self, deliveries: Sequence[Delivery[TelEvent]]) -> None:
+        events = [delivery.message for delivery in deliveries]
+        held = False
+        while True:
+            try:
+                result = await self._service.ingest(events)
+                break
+            except Exception as exc:
+                if not await self._database_down():
+                    raise
+                if not held:
+                    log.warning(
+                        "database unreachable (%s); holding %d events until it answers",
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                        len(deliveries),
+                    )
+                    held = True
+            # Tell the server the batch is still being worked on, so it is not redelivered meanwhile.
+            await asyncio.gather(*(d.raw.in_progress() for d in deliveries), return_exceptions=True)
+            await asyncio.sleep(self._hold_interval)
+        if held:
+            log.info("database reachable again; %d held events stored", len(deliveries))
+        log.debug(
+            "events ingested",
+            extra={
+                "events": len(deliveries),
+                "stored": result.stored,
+                "duplicates": result.duplicates,
+                "calls": len(result.calls),
+                "recordings": result.recordings,
+            },
+        )
+
+    async def _database_down(self) -> bool:
+        try:
+            await self._service.db.check()
+        except NotReadyError:
+            return True
+        return False
+
+    async def consume_tel_events(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set (a ServiceRunner background task)."""
+        await self._bus.consume(self.spec, self.handle, stop)

@@ -1,0 +1,133 @@
+"""Tables of the call log: call records, the call events they are folded from, recordings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, LargeBinary, MetaData, String
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from telecrm_common.db import Base
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    PostgreSQL stores ``timestamptz``; SQLite stores naive UTC text in one fixed format (so text order is
+    time order) and gets its UTC tzinfo back on reading. Naive datetimes are refused on the way in.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()}: give it a timezone")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class CallsBase(Base):
+    """Base of this service's models, with a metadata of its own (only the calls tables)."""
+
+    __abstract__ = True
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Call(CallsBase):
+    """One call record, recomputed from the set of the call's events whenever a new one arrives."""
+
+    __tablename__ = "calls"
+
+    call_id: Mapped[str] = mapped_column(String, primary_key=True)
+    direction: Mapped[str | None] = mapped_column(String(16))  # inbound, outbound, internal
+    caller_number: Mapped[str | None] = mapped_column(String)
+    caller_e164: Mapped[str | None] = mapped_column(String)
+    caller_name: Mapped[str | None] = mapped_column(String)
+    callee_number: Mapped[str | None] = mapped_column(String)
+    callee_e164: Mapped[str | None] = mapped_column(String)
+    callee_name: Mapped[str | None] = mapped_column(String)
+    line: Mapped[str | None] = mapped_column(String)
+    extension: Mapped[str | None] = mapped_column(String)
+    employee_id: Mapped[str | None] = mapped_column(String)
+    sip_call_id: Mapped[str | None] = mapped_column(String)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ring_ms: Mapped[int | None] = mapped_column(BigInteger)
+    talk_ms: Mapped[int | None] = mapped_column(BigInteger)
+    disposition: Mapped[str | None] = mapped_column(String(16))  # telephony.DISPOSITION_NAMES
+    sip_status: Mapped[int | None] = mapped_column(Integer)
+    sip_reason: Mapped[str | None] = mapped_column(String)
+    q850_cause: Mapped[int | None] = mapped_column(Integer)
+    hangup_by: Mapped[str | None] = mapped_column(String(16))  # caller, callee, system
+    state: Mapped[str] = mapped_column(String(16))  # ringing, answered, ended
+    incomplete: Mapped[bool]
+    context: Mapped[dict[str, Any]] = mapped_column(JSON)
+    last_sequence: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        # The list order is (started_at DESC, call_id DESC): a B-tree scanned backwards serves it.
+        Index(None, "started_at", "call_id"),
+        Index(None, "extension", "started_at"),
+        Index(None, "disposition", "started_at"),
+        Index(None, "caller_e164"),
+        Index(None, "callee_e164"),
+        Index(None, "caller_number"),
+        Index(None, "callee_number"),
+    )
+
+
+class CallEventRow(CallsBase):
+    """Every call event stored once (by event_id): the idempotency key and the input of the fold."""
+
+    __tablename__ = "call_events"
+
+    event_id: Mapped[str] = mapped_column(String, primary_key=True)
+    call_id: Mapped[str] = mapped_column(String, index=True)
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))  # offered, ringing, answered, ... ended
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)  # the serialized telecrm.events.v1.CallEvent
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Recording(CallsBase):
+    """A recording of a call, from RecordingReady (the index only; the file lives at ``location``)."""
+
+    __tablename__ = "call_recordings"
+
+    recording_id: Mapped[str] = mapped_column(String, primary_key=True)
+    call_id: Mapped[str] = mapped_column(String, index=True)
+    event_id: Mapped[str] = mapped_column(String)
+    location: Mapped[str] = mapped_column(String)
+    content_type: Mapped[str | None] = mapped_column(String)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

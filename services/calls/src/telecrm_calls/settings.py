@@ -1,0 +1,33 @@
+"""Settings of the calls service, read from ``CALLS_*`` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from telecrm_common.settings import ServiceSettings
+
+# Only for development: production sets CALLS_CURSOR_SECRET (the same value on every replica).
+DEV_CURSOR_SECRET = "telecrm-calls-dev-cursor-secret"  # noqa: S105 - a documented development default
+
+
+class CallsSettings(ServiceSettings):
+    """Every field can be set as ``CALLS_<FIELD>`` (``CALLS_DATABASE_URL``, ``CALLS_NATS_URL``...)."""
+
+    model_config = SettingsConfigDict(env_prefix="CALLS_", extra="ignore")
+
+    service_name: str = "calls"
+    database_url: str = "sqlite:///var/calls.sqlite3"
+    http_port: int = 8010
+    grpc_port: int = 50060
+    # HMAC-SHA256 key that signs page cursors, so clients cannot forge positions. Every replica must
+    # share it; changing it only invalidates the cursors in flight.
+    cursor_secret: SecretStr = SecretStr(DEV_CURSOR_SECRET)
+    # Run the Alembic migrations before serving. Convenient for `make run` and a single replica; with
+    # several replicas on PostgreSQL set it to false and run `python -m telecrm_calls migrate` once
+    # (a Kubernetes Job or init container) before rolling out.
+    migrate_on_start: bool = True
+    # The durable JetStream consumer that every replica of the service shares.
+    consumer_durable: str = "calls"
+    # Events fetched and stored per transaction.
+    consumer_batch_size: int = Field(default=200, ge=1, le=1000)
