@@ -45,8 +45,8 @@ test-deps: ## Install the system packages the tests need (sipp), or say which ar
 test: proto test-deps ## Run every test: unit, then end-to-end (PostgreSQL when TEST_DATABASE_URL is set)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-unit: proto ## Run the tests that start no process
-	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+test-unit: proto ## Run the tests that need no SIP peer and start no service process
+	$(PY) -m pytest -m "not e2e and not sip" $(PYTEST_ARGS)
 
 test-e2e: proto test-deps ## Run the end-to-end tests only
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)

@@ -1,0 +1,1 @@
+"""The SIP gateway service: a pjsua2 endpoint that takes calls and publishes call events."""

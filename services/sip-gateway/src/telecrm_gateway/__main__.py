@@ -1,0 +1,3 @@
+from telecrm_gateway.main import run
+
+run()

@@ -1,0 +1,730 @@
+"""The pjsua2 endpoint, owned by one dedicated thread.
+
+Every pjsua2 call happens on that thread: it creates the library, polls it with ``libHandleEvents`` and,
+between polls, runs the commands other threads posted to its queue. pjsua2 callbacks only take a
+snapshot (a fact from :mod:`telecrm_gateway.sip.facts`) and hand it to the asyncio loop with
+``call_soon_threadsafe``; they never block and never decide anything about the call. The engine knows
+legs, not calls: the call logic lives in :class:`telecrm_gateway.calls.CallManager`.
+
+Capacity. The pjsua2 wheel is compiled with PJSUA_MAX_CALLS = 4 call legs per process, and when all four
+are taken pjsua answers a new INVITE itself with ``486 Busy Here`` (a stateless reply we cannot change).
+An admitted call needs two legs (caller + agent), so the engine admits at most ``max_calls`` calls and
+answers any INVITE beyond that with ``503`` + ``Retry-After`` from ``onIncomingCall``. With
+``max_calls = 1`` two legs stay free for those rejections, so the 503 is always ours; with
+``max_calls = 2`` an INVITE arriving while both calls are up meets pjsua's own 486 (logged as a warning).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import itertools
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, TypeVar
+
+import pjsua2 as pj
+
+from telecrm_gateway.errors import SipEngineError
+from telecrm_gateway.sip.facts import (
+    CallRefused,
+    EngineFact,
+    IncomingCall,
+    LegAnswered,
+    LegEnded,
+    LegProgress,
+)
+from telecrm_gateway.sip.uri import parse_name_addr, request_uri, uri_user, via_transport
+
+log = logging.getLogger(__name__)
+pjsip_log = logging.getLogger("telecrm_gateway.pjsip")
+
+PJSUA_MAX_CALLS = 4
+"""Call legs one pjsua2 process can hold (compiled into the wheel; ``maxCalls`` above it is clamped)."""
+
+LEGS_PER_CALL = 2
+
+Header = tuple[str, str]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """How the endpoint listens and behaves; built from the gateway settings."""
+
+    host: str = "127.0.0.1"
+    port: int = 5060  # 0 picks a free port (UDP), TCP then takes the same number
+    udp: bool = True
+    tcp: bool = True
+    public_address: str = ""  # address put in Via/Contact/SDP; empty: ``host``
+    rtp_host: str = ""  # where RTP sockets bind; empty: ``host``
+    rtp_port: int = 4000  # first RTP port; 0 lets pjsua choose
+    rtp_port_range: int = 0  # 0: no limit
+    max_calls: int = 1  # admitted calls (two legs each), see the module docstring
+    retry_after: int = 5  # seconds, sent with 503 when the gateway is full or draining
+    user_agent: str = "telecrm-sip-gateway"
+    identity: str = "gateway"  # user part of the endpoint's own SIP URI
+    pjsip_log_level: int = 2  # 1 errors, 2 warnings, 3 info (SIP summaries), 4+ debug (messages)
+    codecs: tuple[str, ...] = ("PCMU/8000", "PCMA/8000", "G722/16000")  # offered in this order; others off
+    poll_ms: int = 10  # libHandleEvents timeout: the longest a posted command waits
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_calls <= PJSUA_MAX_CALLS // LEGS_PER_CALL:
+            raise ValueError(
+                f"max_calls must be between 1 and {PJSUA_MAX_CALLS // LEGS_PER_CALL} "
+                f"(pjsua2 holds {PJSUA_MAX_CALLS} legs per process, a call takes {LEGS_PER_CALL})"
+            )
+        if not (self.udp or self.tcp):
+            raise ValueError("at least one of UDP and TCP must be enabled")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    """A snapshot of what the engine holds, for health and the REST API."""
+
+    running: bool
+    accepting: bool
+    admitted_calls: int
+    live_legs: int
+    max_calls: int
+    refused: int
+
+
+def _concrete(address: str) -> str:
+    """The address, or "" for a wildcard (0.0.0.0, ::) that cannot be put in a SIP header."""
+    return "" if address in ("", "0.0.0.0", "::", "[::]") else address
+
+
+_UNANSWERED = (pj.PJSIP_INV_STATE_INCOMING, pj.PJSIP_INV_STATE_EARLY)
+
+
+class _Role(Enum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+    REFUSED = "refused"  # an INVITE we answered with 503; kept only until pjsua lets go of it
+
+
+@dataclass(slots=True)
+class _Leg:
+    leg_id: str
+    call: _PjCall
+    role: _Role
+    group: str  # the inbound leg id of the call this leg belongs to ("" for refused legs)
+    sip_call_id: str = ""
+    connected: bool = False
+    ended: bool = False
+    media_ready: bool = False
+    peer: str = ""  # the leg whose audio this one is bridged with
+    pending_hangup: bool = False  # hang up once the ACK for our 200 arrives
+
+
+@dataclass(slots=True)
+class _Group:
+    """The legs of one admitted call: it holds its capacity until all of them are gone."""
+
+    inbound: str
+    legs: set[str] = field(default_factory=set)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextlib.contextmanager
+def _stdout_silenced() -> Iterator[None]:
+    """Point file descriptor 1 at /dev/null for a moment (C code writing to stdout)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+_PJ_LOG_LEVELS = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO}
+
+
+class _LogWriter(pj.LogWriter):  # type: ignore[misc]
+    """Routes pjsip's log to Python logging (called from any pjsip thread)."""
+
+    def write(self, entry: Any) -> None:
+        level = int(entry.level)
+        pjsip_log.log(_PJ_LOG_LEVELS.get(level, logging.DEBUG), "%s", entry.msg.rstrip())
+
+
+class _PjEndpoint(pj.Endpoint):  # type: ignore[misc]
+    def __init__(self, engine: SipEngine) -> None:
+        super().__init__()
+        self._engine = engine
+
+    def onRejectedIncomingCall(self, prm: Any) -> None:
+        self._engine._on_rejected_by_pjsua(prm)
+
+
+class _PjAccount(pj.Account):  # type: ignore[misc]
+    def __init__(self, engine: SipEngine) -> None:
+        super().__init__()
+        self._engine = engine
+
+    def onIncomingCall(self, prm: Any) -> None:
+        self._engine._on_incoming(self, prm)
+
+
+class _PjCall(pj.Call):  # type: ignore[misc]
+    def __init__(self, engine: SipEngine, account: _PjAccount, leg_id: str, call_id: int) -> None:
+        super().__init__(account, call_id)
+        self._engine = engine
+        self.leg_id = leg_id
+
+    def onCallState(self, prm: Any) -> None:
+        self._engine._on_call_state(self)
+
+    def onCallMediaState(self, prm: Any) -> None:
+        self._engine._on_media_state(self)
+
+
+class SipEngine:
+    """A pjsua2 endpoint on its own thread; thread-safe commands in, facts out to asyncio.
+
+    ``start`` and ``stop`` block (call them through ``asyncio.to_thread``); the command methods return a
+    :class:`concurrent.futures.Future` at once (``asyncio.wrap_future`` to await it). Only one engine can
+    run per process: pjsua2's Endpoint is a singleton.
+    """
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self._commands: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = (
+            queue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stop_requested = threading.Event()
+        self._start_error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_fact: Callable[[EngineFact], None] | None = None
+        self._ids = itertools.count(1)
+        # owned by the engine thread
+        self._ep: _PjEndpoint | None = None
+        self._account: _PjAccount | None = None
+        self._log_writer: _LogWriter | None = None
+        self._legs: dict[str, _Leg] = {}
+        self._groups: dict[str, _Group] = {}
+        self._ended: list[str] = []
+        self._media_dirty: set[str] = set()
+        self._deferred_hangups: list[str] = []
+        self._accepting = True
+        self._refused = 0
+        self._port = 0
+        self._public_host = ""
+
+    # ------------------------------------------------------------------ lifecycle (any thread)
+
+    def start(
+        self, loop: asyncio.AbstractEventLoop, on_fact: Callable[[EngineFact], None], timeout: float = 10.0
+    ) -> None:
+        """Start the thread and wait until the endpoint listens; raise SipEngineError if it cannot."""
+        if self._thread is not None:
+            raise SipEngineError("the SIP engine was already started")
+        self._loop = loop
+        self._on_fact = on_fact
+        self._thread = threading.Thread(target=self._run, name="pjsua", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise SipEngineError(f"the SIP endpoint did not start within {timeout}s")
+        if self._start_error is not None:
+            raise SipEngineError(
+                f"the SIP endpoint could not start: {self._start_error}"
+            ) from self._start_error
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Refuse new calls, hang up what is left, destroy the endpoint and join the thread."""
+        self._stop_requested.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout + 5.0)
+            if thread.is_alive():
+                log.error("the pjsua thread did not stop within %.1fs", timeout + 5.0)
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive() and self._ready.is_set() and self._start_error is None
+
+    @property
+    def public_host(self) -> str:
+        """The address the endpoint advertises in Via/Contact (known once started)."""
+        return self._public_host
+
+    @property
+    def port(self) -> int:
+        """The SIP port the endpoint listens on (UDP and TCP), known once started."""
+        return self._port
+
+    def stats(self) -> EngineStats:
+        return EngineStats(
+            running=self.running,
+            accepting=self._accepting,
+            admitted_calls=len(self._groups),
+            live_legs=sum(1 for leg in list(self._legs.values()) if not leg.ended),
+            max_calls=self.config.max_calls,
+            refused=self._refused,
+        )
+
+    # ------------------------------------------------------------------ commands (any thread)
+
+    def answer(
+        self, leg_id: str, status: int, reason: str = "", headers: Sequence[Header] = ()
+    ) -> concurrent.futures.Future[None]:
+        """Send a provisional (180) or final (200) answer on an inbound leg."""
+        return self._submit(lambda: self._do_answer(leg_id, status, reason, headers))
+
+    def hangup(
+        self, leg_id: str, status: int = 0, reason: str = "", headers: Sequence[Header] = ()
+    ) -> concurrent.futures.Future[None]:
+        """End a leg: final ``status`` for an unanswered inbound leg, CANCEL or BYE otherwise."""
+        return self._submit(lambda: self._do_hangup(leg_id, status, reason, headers))
+
+    def dial(
+        self, leg_id: str, group: str, uri: str, from_uri: str = "", headers: Sequence[Header] = ()
+    ) -> concurrent.futures.Future[str]:
+        """Place an outgoing leg for the call whose inbound leg is ``group``; returns its SIP Call-ID.
+
+        A leg that cannot be placed is reported as a LegEnded fact (and "" returned), never raised.
+        """
+        return self._submit(lambda: self._do_dial(leg_id, group, uri, from_uri, headers))
+
+    def bridge(self, leg_a: str, leg_b: str) -> concurrent.futures.Future[None]:
+        """Connect the audio of two legs both ways, now or as soon as both have active media."""
+        return self._submit(lambda: self._do_bridge(leg_a, leg_b))
+
+    def set_accepting(self, accepting: bool) -> concurrent.futures.Future[None]:
+        """Stop (or resume) admitting calls: new INVITEs get 503 + Retry-After."""
+        return self._submit(lambda: self._do_set_accepting(accepting))
+
+    def new_leg_id(self) -> str:
+        return f"leg-{next(self._ids)}"
+
+    def _submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        if not self.running:
+            future.set_exception(SipEngineError("the SIP engine is not running"))
+            return future
+        self._commands.put((fn, future))
+        return future
+
+    # ------------------------------------------------------------------ the pjsua thread
+
+    def _run(self) -> None:
+        try:
+            self._create()
+        except BaseException as exc:  # reported to start(), then the thread ends
+            self._start_error = exc
+            self._ready.set()
+            self._destroy()
+            return
+        self._ready.set()
+        log.info(
+            "SIP endpoint listening on %s:%d (%s), max %d calls",
+            self.config.host,
+            self._port,
+            "+".join(t for t, on in (("UDP", self.config.udp), ("TCP", self.config.tcp)) if on),
+            self.config.max_calls,
+        )
+        ep = self._ep
+        assert ep is not None
+        try:
+            while not self._stop_requested.is_set():
+                ep.libHandleEvents(self.config.poll_ms)
+                self._after_events()
+            self._hangup_all_and_wait(ep, timeout=5.0)
+        except Exception:
+            log.exception("the pjsua thread failed")
+        finally:
+            self._fail_pending_commands()
+            self._destroy()
+            log.info("SIP endpoint stopped")
+
+    def _create(self) -> None:
+        cfg = self.config
+        ep = _PjEndpoint(self)
+        self._ep = ep
+        with _stdout_silenced():  # pjlib prints its banner before our log writer is installed
+            ep.libCreate()
+        ep_cfg = pj.EpConfig()
+        ep_cfg.uaConfig.threadCnt = 0
+        ep_cfg.uaConfig.mainThreadOnly = False
+        ep_cfg.uaConfig.maxCalls = PJSUA_MAX_CALLS
+        ep_cfg.uaConfig.userAgent = cfg.user_agent
+        self._log_writer = _LogWriter()
+        ep_cfg.logConfig.writer = self._log_writer
+        ep_cfg.logConfig.level = cfg.pjsip_log_level
+        ep_cfg.logConfig.consoleLevel = cfg.pjsip_log_level
+        ep_cfg.logConfig.decor = 0
+        ep_cfg.medConfig.noVad = True
+        ep_cfg.medConfig.ecTailLen = 0
+        ep.libInit(ep_cfg)
+
+        # A wildcard bind address cannot be published: pjsua then advertises the host's default address.
+        public = cfg.public_address or _concrete(cfg.host)
+        if cfg.udp:
+            self._port = self._create_transport(ep, pj.PJSIP_TRANSPORT_UDP, cfg.port, public)
+        if cfg.tcp:
+            tcp_port = self._create_transport(ep, pj.PJSIP_TRANSPORT_TCP, self._port or cfg.port, public)
+            self._port = self._port or tcp_port
+        ep.libStart()
+        ep.audDevManager().setNullDev()
+        self._set_codecs(ep)
+
+        acc_cfg = pj.AccountConfig()
+        acc_cfg.idUri = f"sip:{cfg.identity}@{self._public_host}:{self._port}"
+        media = acc_cfg.mediaConfig.transportConfig
+        media.boundAddress = cfg.rtp_host or cfg.host
+        media.publicAddress = cfg.public_address or _concrete(cfg.rtp_host or cfg.host)
+        media.port = cfg.rtp_port
+        media.portRange = cfg.rtp_port_range
+        account = _PjAccount(self)
+        account.create(acc_cfg, True)
+        self._account = account
+
+    def _set_codecs(self, ep: _PjEndpoint) -> None:
+        wanted = [c.lower() for c in self.config.codecs]
+        for info in ep.codecEnum2():
+            codec_id = str(info.codecId)
+            rank = next((i for i, c in enumerate(wanted) if codec_id.lower().startswith(c)), None)
+            ep.codecSetPriority(codec_id, 0 if rank is None else 255 - rank)
+
+    def _create_transport(self, ep: _PjEndpoint, kind: int, port: int, public: str) -> int:
+        tcfg = pj.TransportConfig()
+        tcfg.port = port
+        tcfg.boundAddress = self.config.host
+        if public:
+            tcfg.publicAddress = public
+        tid = ep.transportCreate(kind, tcfg)
+        host, _, port_text = str(ep.transportGetInfo(tid).localName).rpartition(":")  # published "host:port"
+        self._public_host = self._public_host or host.strip("[]")
+        return int(port_text)
+
+    def _destroy(self) -> None:
+        self._legs.clear()
+        self._groups.clear()
+        account, self._account = self._account, None
+        if account is not None:
+            try:
+                account.shutdown()
+            except Exception:
+                log.exception("pjsua account shutdown failed")
+        del account
+        ep, self._ep = self._ep, None
+        if ep is not None:
+            try:
+                ep.libDestroy()
+            except Exception:
+                log.exception("pjsua libDestroy failed")
+        del ep
+
+    def _after_events(self) -> None:
+        while True:
+            try:
+                fn, future = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # handed to whoever awaits the future
+                future.set_exception(exc)
+        if self._deferred_hangups:
+            deferred, self._deferred_hangups = self._deferred_hangups, []
+            for leg_id in deferred:
+                self._do_hangup(leg_id, 0, "", ())
+        if self._media_dirty:
+            dirty, self._media_dirty = self._media_dirty, set()
+            for leg_id in dirty:
+                self._connect_audio(leg_id)
+        if self._ended:
+            # Drop our references (and so the pjsua2 Call objects) outside their own callbacks.
+            ended, self._ended = self._ended, []
+            for leg_id in ended:
+                self._legs.pop(leg_id, None)
+
+    def _fail_pending_commands(self) -> None:
+        while True:
+            try:
+                _, future = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if future.set_running_or_notify_cancel():
+                future.set_exception(SipEngineError("the SIP engine stopped"))
+
+    def _hangup_all_and_wait(self, ep: _PjEndpoint, timeout: float) -> None:
+        self._accepting = False
+        live = [leg for leg in self._legs.values() if not leg.ended]
+        if live:
+            log.info("hanging up %d SIP legs left at shutdown", len(live))
+        for leg in live:
+            if leg.role is _Role.INBOUND and not leg.connected:
+                self._do_hangup(leg.leg_id, 503, "", [("Retry-After", str(self.config.retry_after))])
+            else:
+                self._do_hangup(leg.leg_id, 0, "", ())
+        deadline = time.monotonic() + timeout
+        while any(not leg.ended for leg in self._legs.values()) and time.monotonic() < deadline:
+            ep.libHandleEvents(self.config.poll_ms)
+            self._after_events()
+        self._after_events()
+
+    # ------------------------------------------------------------------ commands, on the pjsua thread
+
+    def _do_set_accepting(self, accepting: bool) -> None:
+        self._accepting = accepting
+
+    def _do_answer(self, leg_id: str, status: int, reason: str, headers: Sequence[Header]) -> None:
+        leg = self._legs.get(leg_id)
+        if leg is None or leg.ended:
+            log.debug("answer %d on %s: the leg is gone", status, leg_id)
+            return
+        prm = self._op_param(status, reason, headers)
+        try:
+            leg.call.answer(prm)
+        except pj.Error as exc:
+            log.warning("answer %d on %s failed: %s", status, leg_id, exc.info())
+
+    def _do_hangup(self, leg_id: str, status: int, reason: str, headers: Sequence[Header]) -> None:
+        leg = self._legs.get(leg_id)
+        if leg is None or leg.ended:
+            return
+        state = self._state_of(leg)
+        if leg.role is _Role.INBOUND and state == pj.PJSIP_INV_STATE_CONNECTING:
+            # Our 200 is not ACKed yet: RFC 3261 15 says BYE waits for the ACK (pjsua would send one
+            # now and a second one when the ACK arrives). Sent from _after_events once CONFIRMED.
+            leg.pending_hangup = True
+            return
+        prm = self._op_param(status, reason, headers)
+        try:
+            if status >= 300 and leg.role is not _Role.OUTBOUND and state in _UNANSWERED:
+                leg.call.answer(prm)  # a final answer keeps its headers (see _on_incoming)
+            else:
+                leg.call.hangup(prm)
+        except pj.Error as exc:
+            log.warning("hangup of %s failed: %s", leg_id, exc.info())
+
+    @staticmethod
+    def _state_of(leg: _Leg) -> int:
+        try:
+            return int(leg.call.getInfo().state)
+        except pj.Error:
+            return int(pj.PJSIP_INV_STATE_DISCONNECTED)
+
+    def _do_dial(self, leg_id: str, group_id: str, uri: str, from_uri: str, headers: Sequence[Header]) -> str:
+        group = self._groups.get(group_id)
+        if group is None or group.inbound not in group.legs or self._account is None:
+            # The caller's leg is already gone: nothing to ring for.
+            self._emit(LegEnded(leg_id, "", 487, "Request Terminated", False, _now()))
+            return ""
+        call = _PjCall(self, self._account, leg_id, pj.PJSUA_INVALID_ID)
+        leg = _Leg(leg_id, call, _Role.OUTBOUND, group_id)
+        self._legs[leg_id] = leg
+        group.legs.add(leg_id)
+        prm = self._op_param(0, "", headers, default_settings=True)
+        if from_uri:
+            prm.txOption.localUri = from_uri
+        try:
+            call.makeCall(uri, prm)
+        except pj.Error as exc:
+            log.warning("cannot call %s: %s", uri, exc.info())
+            self._leg_gone(leg, 502, f"Bad Gateway ({exc.title or exc.reason})")
+            return ""
+        with contextlib.suppress(pj.Error):  # already disconnected: its LegEnded fact is on its way
+            leg.sip_call_id = call.getInfo().callIdString
+        return leg.sip_call_id
+
+    def _do_bridge(self, leg_a: str, leg_b: str) -> None:
+        a, b = self._legs.get(leg_a), self._legs.get(leg_b)
+        if a is None or b is None:
+            return
+        a.peer, b.peer = leg_b, leg_a
+        self._connect_audio(leg_a)
+
+    def _connect_audio(self, leg_id: str) -> None:
+        leg = self._legs.get(leg_id)
+        if leg is None or not leg.peer:
+            return
+        peer = self._legs.get(leg.peer)
+        if peer is None or leg.ended or peer.ended or not (leg.media_ready and peer.media_ready):
+            return
+        try:
+            audio_a = leg.call.getAudioMedia(-1)
+            audio_b = peer.call.getAudioMedia(-1)
+            audio_a.startTransmit(audio_b)
+            audio_b.startTransmit(audio_a)
+        except pj.Error as exc:
+            log.warning("cannot bridge audio of %s and %s: %s", leg.leg_id, peer.leg_id, exc.info())
+            return
+        log.debug("audio bridged: %s <-> %s", leg.leg_id, peer.leg_id)
+
+    def _op_param(
+        self, status: int, reason: str, headers: Sequence[Header], *, default_settings: bool = False
+    ) -> Any:
+        prm = pj.CallOpParam(default_settings)
+        if status:
+            prm.statusCode = status
+        if reason:
+            prm.reason = reason
+        for name, value in headers:
+            header = pj.SipHeader()
+            header.hName = name
+            header.hValue = value
+            prm.txOption.headers.append(header)
+        return prm
+
+    # ------------------------------------------------------------------ callbacks (pjsua thread)
+
+    def _on_incoming(self, account: _PjAccount, prm: Any) -> None:
+        at = _now()
+        leg_id = self.new_leg_id()
+        call = _PjCall(self, account, leg_id, prm.callId)
+        leg = _Leg(leg_id, call, _Role.INBOUND, leg_id)
+        self._legs[leg_id] = leg
+        try:
+            info = call.getInfo()
+            leg.sip_call_id = info.callIdString
+            try:
+                message = str(prm.rdata.wholeMsg)
+            except Exception:  # undecodable bytes: fall back to the To URI
+                message = ""
+            req_uri = request_uri(message)
+            from_uri, to_uri = info.remoteUri, info.localUri
+            from_addr = parse_name_addr(from_uri)
+            request_user = uri_user(req_uri) if req_uri else parse_name_addr(to_uri).user
+            if not self._accepting or len(self._groups) >= self.config.max_calls:
+                leg.role = _Role.REFUSED
+                leg.group = ""
+                self._refused += 1
+                why = "draining" if not self._accepting else "full"
+                log.warning("refusing call %s from %s: gateway %s (503)", leg.sip_call_id, from_uri, why)
+                # answer(), not hangup(): while pjsua still sets up the incoming call's media it defers a
+                # hangup and forgets its headers, but keeps those of an answer.
+                call.answer(
+                    self._op_param(
+                        503, "Service Unavailable", [("Retry-After", str(self.config.retry_after))]
+                    )
+                )
+                self._emit(CallRefused(leg.sip_call_id, 503, why, req_uri, from_uri, at))
+                return
+            self._groups[leg_id] = _Group(leg_id, {leg_id})
+            self._emit(
+                IncomingCall(
+                    leg_id=leg_id,
+                    sip_call_id=leg.sip_call_id,
+                    request_uri=req_uri,
+                    request_user=request_user,
+                    from_uri=from_uri,
+                    from_user=from_addr.user,
+                    from_display=from_addr.display,
+                    to_uri=to_uri,
+                    source=str(prm.rdata.srcAddress),
+                    transport=via_transport(message),
+                    at=at,
+                )
+            )
+        except Exception:
+            log.exception("incoming call %s could not be taken", leg.sip_call_id or prm.callId)
+            try:
+                call.hangup(self._op_param(500, "", ()))
+            except Exception:
+                log.exception("could not reject the incoming call")
+
+    def _on_rejected_by_pjsua(self, prm: Any) -> None:
+        """pjsua answered an INVITE itself (bad SDP, unsupported extension, or all legs in use)."""
+        self._refused += 1
+        status, reason = int(prm.statusCode), str(prm.reason)
+        if sum(1 for leg in self._legs.values() if not leg.ended) >= PJSUA_MAX_CALLS:
+            log.warning(
+                "pjsua refused an INVITE with %d %s: all %d legs in use (max_calls=%d admits more than "
+                "pjsua can hold alongside a 503)",
+                status,
+                reason,
+                PJSUA_MAX_CALLS,
+                self.config.max_calls,
+            )
+        else:
+            log.info("pjsua refused an INVITE from %s with %d %s", prm.remoteInfo, status, reason)
+        self._emit(CallRefused("", status, reason, "", str(prm.remoteInfo), _now()))
+
+    def _on_call_state(self, call: _PjCall) -> None:
+        leg = self._legs.get(call.leg_id)
+        if leg is None or leg.ended:
+            return
+        try:
+            info = call.getInfo()
+        except pj.Error:
+            return
+        if not leg.sip_call_id:
+            leg.sip_call_id = info.callIdString
+        state = info.state
+        if state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self._leg_gone(leg, int(info.lastStatusCode), str(info.lastReason))
+        elif state == pj.PJSIP_INV_STATE_CONFIRMED:
+            leg.connected = True
+            if leg.pending_hangup:
+                self._deferred_hangups.append(leg.leg_id)
+            if leg.role is not _Role.REFUSED:
+                self._emit(LegAnswered(leg.leg_id, leg.sip_call_id, _now()))
+        elif state == pj.PJSIP_INV_STATE_EARLY and leg.role is _Role.OUTBOUND:
+            self._emit(
+                LegProgress(
+                    leg.leg_id, leg.sip_call_id, int(info.lastStatusCode), str(info.lastReason), _now()
+                )
+            )
+
+    def _on_media_state(self, call: _PjCall) -> None:
+        leg = self._legs.get(call.leg_id)
+        if leg is None or leg.ended:
+            return
+        try:
+            info = call.getInfo()
+        except pj.Error:
+            return
+        leg.media_ready = any(
+            m.type == pj.PJMEDIA_TYPE_AUDIO
+            and m.status in (pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD)
+            for m in info.media
+        )
+        if leg.media_ready and leg.peer:
+            self._media_dirty.add(leg.leg_id)
+
+    def _leg_gone(self, leg: _Leg, status: int, reason: str) -> None:
+        if leg.ended:
+            return
+        leg.ended = True
+        self._ended.append(leg.leg_id)
+        if leg.role is _Role.REFUSED:
+            return
+        group = self._groups.get(leg.group)
+        if group is not None:
+            group.legs.discard(leg.leg_id)
+            if not group.legs:  # the call's capacity is free once all its legs are gone
+                del self._groups[leg.group]
+        self._emit(LegEnded(leg.leg_id, leg.sip_call_id, status, reason, leg.connected, _now()))
+
+    def _emit(self, fact: EngineFact) -> None:
+        loop, on_fact = self._loop, self._on_fact
+        if loop is None or on_fact is None:
+            return
+        try:
+            loop.call_soon_threadsafe(on_fact, fact)
+        except RuntimeError:
+            log.debug("event loop closed; dropped %r", fact)

@@ -1,0 +1,176 @@
+"""The suite as real processes for the end-to-end tests.
+
+A nats-server of its own (so no other test's consumers take its events), the calls service on a fresh
+database (PostgreSQL when TEST_DATABASE_URL is set, SQLite otherwise), the SIP gateway, and sipp agent
+phones behind the extensions:
+
+| extension | phone (sipp)                         |
+|-----------|--------------------------------------|
+| 101       | rings 0.5 s, answers, waits for BYE  |
+| 102       | rings until the call is cancelled    |
+| 103       | busy (486)                           |
+| 999       | not configured: the gateway says 404 |
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from telecrm_devstack.processes import ManagedProcess, NatsServer, free_port, free_sip_port, wait_http_ok
+from tests.sipp.runner import Sipp, environment_ok, start_uas
+
+RING_MS = 500
+PHONE_CALLS = 50  # calls each sipp phone takes before it exits (more than any test places)
+
+
+@dataclass
+class Suite:
+    root: Path
+    nats: NatsServer
+    database_url: str
+    sip_port: int
+    calls_http: int
+    calls_grpc: int
+    gateway_http: int
+    phones: dict[str, Sipp]
+    calls_proc: ManagedProcess
+    gateway_proc: ManagedProcess
+    calls_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def calls_url(self) -> str:
+        return f"http://127.0.0.1:{self.calls_http}"
+
+    def list_calls(self, **params: Any) -> list[dict[str, Any]]:
+        """Every record of the call log (all pages)."""
+        items: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            query = {"limit": 500, **params, **({"cursor": cursor} if cursor else {})}
+            page = httpx.get(f"{self.calls_url}/calls", params=query, timeout=10).raise_for_status().json()
+            items += page["items"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return items
+
+    def wait_for_calls(
+        self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 30.0, **params: Any
+    ) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        items: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            items = self.list_calls(**params)
+            if predicate(items):
+                return items
+            time.sleep(0.2)
+        raise AssertionError(f"call log never matched; last seen {len(items)} records: {items}")
+
+    def restart_calls(self) -> None:
+        self.calls_proc = _calls_process(self.root, self.calls_env)
+        wait_http_ok(f"{self.calls_url}/readyz", 60, self.calls_proc)
+
+
+def _calls_process(root: Path, env: dict[str, str]) -> ManagedProcess:
+    return ManagedProcess(
+        "calls", [sys.executable, "-m", "telecrm_calls"], env=env, log_path=root / "calls.log"
+    ).start()
+
+
+ROUTES = """
+[extensions."101"]
+contact = "sip:101@127.0.0.1:{p101}"
+name = "Alice"
+employee_id = "emp-101"
+ring_timeout = 20
+
+[extensions."102"]
+contact = "sip:102@127.0.0.1:{p102}"
+name = "Bob"
+employee_id = "emp-102"
+ring_timeout = 20
+
+[extensions."103"]
+contact = "sip:103@127.0.0.1:{p103}"
+name = "Carol"
+employee_id = "emp-103"
+ring_timeout = 20
+
+[lines."+15551230000"]
+extension = "101"
+name = "Main line"
+"""
+
+
+@pytest.fixture(scope="module")
+def suite(
+    tmp_path_factory: pytest.TempPathFactory, database_factory: Callable[[str], str]
+) -> Iterator[Suite]:
+    ok, why = environment_ok()
+    if not ok:
+        pytest.fail(f"the end-to-end tests need sipp: {why} (make test installs Debian's sip-tester)")
+    root = tmp_path_factory.mktemp("suite")
+    nats = NatsServer(data_dir=root / "nats", log_path=root / "nats.log").start()
+    phones = {
+        "101": start_uas("uas_answer.xml", duration_ms=RING_MS, calls=PHONE_CALLS),
+        "102": start_uas("uas_ring_forever.xml", calls=PHONE_CALLS),
+        "103": start_uas("uas_busy.xml", calls=PHONE_CALLS),
+    }
+    routes = root / "routes.toml"
+    routes.write_text(
+        ROUTES.format(p101=phones["101"].port, p102=phones["102"].port, p103=phones["103"].port)
+    )
+    database_url = database_factory("e2e-calls")
+    calls_http, calls_grpc, gateway_http, sip_port = free_port(), free_port(), free_port(), free_sip_port()
+    calls_env = {
+        "CALLS_NATS_URL": nats.url,
+        "CALLS_DATABASE_URL": database_url,
+        "CALLS_HTTP_PORT": str(calls_http),
+        "CALLS_GRPC_PORT": str(calls_grpc),
+        "CALLS_LOG_FORMAT": "text",
+    }
+    gateway_env = {
+        "GATEWAY_NATS_URL": nats.url,
+        "GATEWAY_HTTP_PORT": str(gateway_http),
+        "GATEWAY_GRPC_PORT": str(free_port()),
+        "GATEWAY_SIP_PORT": str(sip_port),
+        "GATEWAY_ROUTES_FILE": str(routes),
+        "GATEWAY_LOG_FORMAT": "text",
+    }
+    calls_proc = _calls_process(root, calls_env)
+    gateway_proc = ManagedProcess(
+        "sip-gateway",
+        [sys.executable, "-m", "telecrm_gateway"],
+        env=gateway_env,
+        log_path=root / "gateway.log",
+    ).start()
+    suite = Suite(
+        root=root,
+        nats=nats,
+        database_url=database_url,
+        sip_port=sip_port,
+        calls_http=calls_http,
+        calls_grpc=calls_grpc,
+        gateway_http=gateway_http,
+        phones=phones,
+        calls_proc=calls_proc,
+        gateway_proc=gateway_proc,
+        calls_env=calls_env,
+    )
+    try:
+        wait_http_ok(f"{suite.calls_url}/readyz", 60, calls_proc)
+        wait_http_ok(f"http://127.0.0.1:{gateway_http}/readyz", 60, gateway_proc)
+        yield suite
+    finally:
+        suite.gateway_proc.stop()
+        suite.calls_proc.stop()
+        for phone in phones.values():
+            phone.stop()
+        nats.stop()

@@ -1,0 +1,1 @@
+"""Shared sipp scenarios and a helper to run them (see runner.py)."""
