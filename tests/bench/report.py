@@ -15,8 +15,8 @@ class Row:
 
 
 def table(rows: list[Row], command: str) -> str:
-    width_m = max(len(r.measure) for r in rows)
-    width_v = max(len(r.value) for r in rows)
+    width_m = max(len("measure"), *(len(r.measure) for r in rows))
+    width_v = max(len("value"), *(len(r.value) for r in rows))
     cpu = f"{os.cpu_count()} cores"
     lines = [
         f"command: {command}",
