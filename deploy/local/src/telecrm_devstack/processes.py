@@ -6,6 +6,7 @@ Used by ``make run`` (the launcher) and by the test fixtures, so both start thin
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
@@ -22,6 +23,15 @@ from typing import IO
 import httpx
 
 log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when its parent dies, so a crashed test run
+    or launcher leaves no orphaned nats-server or service behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -97,6 +107,7 @@ class ManagedProcess:
             stderr=subprocess.STDOUT,
             cwd=self.cwd,
             start_new_session=True,  # Ctrl-C in the terminal reaches the launcher only
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         return self
 

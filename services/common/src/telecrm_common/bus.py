@@ -121,7 +121,9 @@ def _is_transient(exc: BaseException) -> bool:
         | nats.errors.StaleConnectionError
         | nats.errors.OutboundBufferLimitError
         | asyncio.TimeoutError
-        | nats.js.errors.ServiceUnavailableError,
+        | nats.js.errors.ServiceUnavailableError
+        # js.publish turns NoRespondersError into this: the stream is not up yet (server restarting).
+        | nats.js.errors.NoStreamResponseError,
     )
 
 
@@ -137,42 +139,58 @@ class Bus:
 
     @classmethod
     async def connect(cls, url: str, *, name: str, timeout: float = 60.0) -> Bus:
-        """Connect, retrying with backoff for up to ``timeout`` seconds with a clear log line each time.
+        """Connect, retrying every second for up to ``timeout`` seconds with a clear log line each time;
+        raises BusError when the server is still not reachable.
 
         Once connected, the client reconnects on its own forever; publishes wait for it.
         """
-        deadline = time.monotonic() + timeout
-        delay = 0.5
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                nc = await nats.connect(
+        # nats-py retries the first connection on its own (every ``reconnect_time_wait``) and, with
+        # ``max_reconnect_attempts=-1``, never gives up: the deadline is enforced here.
+        nc = NatsClient()
+        attempts = 0
+        connecting = True
+
+        async def on_error(exc: Exception) -> None:
+            nonlocal attempts
+            if not connecting:
+                await _on_error(exc)
+                return
+            attempts += 1
+            log.warning("NATS at %s is not reachable (attempt %d: %s); retrying", url, attempts, _text(exc))
+
+        async def on_disconnect() -> None:
+            if connecting:
+                return
+            if nc.is_closed:
+                log.info("NATS connection closed")
+            else:
+                await _on_disconnect()
+
+        try:
+            await asyncio.wait_for(
+                nc.connect(
                     url,
                     name=name,
                     connect_timeout=2,
                     allow_reconnect=True,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=1,
-                    error_cb=_on_error,
-                    disconnected_cb=_on_disconnect,
+                    error_cb=on_error,
+                    disconnected_cb=on_disconnect,
                     reconnected_cb=_on_reconnect,
-                )
-            except (TimeoutError, OSError, nats.errors.Error) as exc:
-                if time.monotonic() + delay > deadline:
-                    raise BusError(f"NATS at {url} is not reachable after {attempt} attempts: {exc}") from exc
-                log.warning(
-                    "NATS at %s is not reachable (attempt %d: %s); retrying in %.1fs",
-                    url,
-                    attempt,
-                    exc or type(exc).__name__,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            log.info("connected to NATS", extra={"nats_url": url, "attempts": attempt})
-            return cls(nc, name)
+                ),
+                timeout=timeout,
+            )
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            last = nc.last_error or exc
+            with contextlib.suppress(Exception):
+                await nc.close()
+            raise BusError(
+                f"NATS at {url} is not reachable after {timeout:g}s ({attempts} attempts): {_text(last)}"
+            ) from exc
+        connecting = False
+        log.info("connected to NATS", extra={"nats_url": url, "attempts": attempts + 1})
+        return cls(nc, name)
 
     @property
     def nc(self) -> NatsClient:
@@ -201,9 +219,12 @@ class Bus:
             return
         try:
             await self._nc.drain()
-        except (TimeoutError, nats.errors.Error) as exc:
-            log.warning("NATS drain did not complete cleanly: %s", exc)
-            await self._nc.close()
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            log.warning("NATS drain did not complete cleanly: %s", _text(exc))
+            # While the server is down, nats-py's close still tries to flush what publishes left in its
+            # buffer and fails with ConnectionResetError; the connection is closed all the same.
+            with contextlib.suppress(OSError, nats.errors.Error):
+                await self._nc.close()
 
     # --- streams ----------------------------------------------------------------------------------
 
@@ -264,7 +285,9 @@ class Bus:
 
     async def ensure_consumer(self, spec: ConsumerSpec[Any]) -> None:
         """Create the durable consumer, or update it to the spec."""
-        backoff = list(spec.backoff_seconds[: max(spec.max_deliver - 1, 0)]) or None
+        # No server-side ``backoff``: the server would replace ``ack_wait`` with its first value (a
+        # handler slower than that gets its messages redelivered, to another replica, while it is
+        # still working on them). Retries are spaced by the delay of each ``nak`` instead.
         config = api.ConsumerConfig(
             durable_name=spec.durable,
             name=spec.durable,
@@ -272,7 +295,6 @@ class Bus:
             deliver_policy=api.DeliverPolicy.ALL,
             ack_wait=spec.ack_wait_seconds,
             max_deliver=spec.max_deliver,
-            backoff=backoff,
             max_ack_pending=spec.max_ack_pending,
         )
         if len(spec.filter_subjects) == 1:
@@ -457,8 +479,12 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
+def _text(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
 async def _on_error(exc: Exception) -> None:
-    log.warning("NATS error: %s", exc or type(exc).__name__)
+    log.warning("NATS error: %s", _text(exc))
 
 
 async def _on_disconnect() -> None:

@@ -114,10 +114,13 @@ class Database:
             try:
                 await self.check()
             except NotReadyError as exc:
-                if time.monotonic() + delay > deadline:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     raise DatabaseUnavailable(f"{exc} (gave up after {attempt} attempts)") from None
-                log.warning("%s; retrying in %.1fs (attempt %d)", exc, delay, attempt)
-                await asyncio.sleep(delay)
+                # The last wait is cut short so that one more attempt is made at the deadline.
+                wait = min(delay, remaining)
+                log.warning("%s; retrying in %.1fs (attempt %d)", exc, wait, attempt)
+                await asyncio.sleep(wait)
                 delay = min(delay * 2, 5.0)
                 continue
             return

@@ -12,7 +12,12 @@ from opentelemetry import trace
 
 from telecrm_common.settings import ServiceSettings
 
-_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+# color_message: uvicorn's copy of the message with ANSI colours, noise in a JSON log.
+_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):

@@ -90,8 +90,8 @@ class ServiceRunner:
                 },
             )
             await self.stop.wait()
-        except Exception:
-            log.exception("service failed to start")
+        except Exception as exc:
+            log.exception("service failed to start: %s", exc)
             failed = True
         finally:
             failed = await self._shutdown(http, tasks) or failed
