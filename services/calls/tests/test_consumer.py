@@ -15,10 +15,9 @@ from nats.aio.msg import Msg
 
 from telecrm.events.v1 import call_events_pb2 as ev
 from telecrm_calls.events import TelEvent, TelEventsConsumer
-from telecrm_calls.service import CallLogService, CallNotFound, IngestResult
+from telecrm_calls.service import CallLogService, CallNotFound
 from telecrm_calls.testing import CallScript
 from telecrm_common.bus import DLQ_REASON, DLQ_STREAM, DLQ_SUBJECT, Bus, Delivery
-from telecrm_common.errors import NotReadyError
 from telecrm_common.events import STREAMS, call_event_subject, tel_consumer
 
 
@@ -155,68 +154,3 @@ async def test_replicas_share_the_durable_consumer(
 
     assert len(handled) == 40
     assert set(handled.values()) == {1}  # each event handled once, by one replica
-
-
-class _Raw:
-    def __init__(self) -> None:
-        self.in_progress_calls = 0
-
-    async def in_progress(self) -> None:
-        self.in_progress_calls += 1
-
-
-class _FlakyDatabase:
-    """Down for the first ``down`` checks."""
-
-    def __init__(self, down: int) -> None:
-        self.down = down
-
-    async def check(self) -> None:
-        if self.down:
-            self.down -= 1
-            raise NotReadyError("database is not reachable: connection refused")
-
-
-class _FlakyService:
-    def __init__(self, failures: int, db: _FlakyDatabase) -> None:
-        self.failures = failures
-        self.db = db
-        self.calls = 0
-
-    async def ingest(self, events: Sequence[TelEvent]) -> IngestResult:
-        self.calls += 1
-        if self.calls <= self.failures:
-            raise OSError("connection refused")
-        return IngestResult(stored=len(events))
-
-
-def _deliveries(n: int) -> list[Delivery[TelEvent]]:
-    event = CallScript("held").offered()
-    raw: Any = _Raw
-    return [
-        Delivery(
-            subject="tel.call.offered",
-            message=event,
-            headers={},
-            num_delivered=1,
-            stream_sequence=i,
-            raw=raw(),
-        )
-        for i in range(n)
-    ]
-
-
-async def test_batch_is_held_while_the_database_is_down() -> None:
-    service = _FlakyService(failures=3, db=_FlakyDatabase(down=3))
-    consumer = TelEventsConsumer(None, service, tel_consumer("held"), hold_interval=0.01)  # type: ignore[arg-type]
-    deliveries = _deliveries(2)
-    await consumer.handle(deliveries)
-    assert service.calls == 4
-    assert [d.raw.in_progress_calls for d in deliveries] == [3, 3]  # type: ignore[attr-defined]
-
-
-async def test_a_failure_with_the_database_up_goes_to_the_bus_retries() -> None:
-    service = _FlakyService(failures=1, db=_FlakyDatabase(down=0))
-    consumer = TelEventsConsumer(None, service, tel_consumer("held"), hold_interval=0.01)  # type: ignore[arg-type]
-    with pytest.raises(OSError, match="connection refused"):
-        await consumer.handle(_deliveries(1))

@@ -326,6 +326,49 @@ async def test_a_failing_handler_is_retried_with_backoff_then_dead_lettered(
     assert await dlq_count(bus, spec.durable) == 1
 
 
+async def test_while_a_dependency_is_down_the_batch_is_held_not_dead_lettered(
+    bus: Bus, unique: str, eventually: Any, call_event: Any
+) -> None:
+    """An outage of the database must not use up good messages' deliveries: the batch is held (kept
+    from redelivery) and handled once the dependency answers, with no dead letter."""
+    await bus.ensure_streams([stream_spec(unique)])
+    database_up = asyncio.Event()
+
+    async def database_check() -> None:
+        if not database_up.is_set():
+            raise NotReadyError("database is not reachable")
+
+    spec = consumer_spec(
+        unique,
+        durable="held",
+        max_deliver=2,
+        ack_wait_seconds=1.0,
+        dependencies_ready=database_check,
+        hold_interval_seconds=0.05,
+    )
+    handled: list[tuple[str, int]] = []
+    attempts = 0
+
+    async def handler(batch: Deliveries) -> None:
+        nonlocal attempts
+        attempts += 1
+        if not database_up.is_set():
+            raise OSError("connection refused")
+        handled.extend((d.message.event_id, d.num_delivered) for d in batch)
+
+    for event_id in ("a", "b"):
+        await bus.publish(f"t{unique}.call", call_event(event_id), msg_id=event_id)
+    async with consuming(bus, spec, handler):
+        await eventually(lambda: attempts >= 3, what="the batch retried while held")
+        await asyncio.sleep(1.5)  # longer than ack_wait: a held batch must not be redelivered
+        assert handled == []
+        database_up.set()
+        await eventually(lambda: len(handled) == 2, what="the held batch handled")
+        await eventually(lambda: settled(bus, spec), what="the held batch acked")
+    assert sorted(handled) == [("a", 1), ("b", 1)], "handled on their first delivery, never redelivered"
+    assert await dlq_count(bus, spec.durable) == 0
+
+
 async def test_one_poison_message_in_a_batch_does_not_hold_up_the_others(
     bus: Bus, unique: str, eventually: Any, call_event: Any
 ) -> None:

@@ -13,8 +13,8 @@ subject                    message              handler
 Both go through :meth:`CallLogService.ingest`, one transaction per fetched batch. Payloads that do not
 decode are dead-lettered by the bus (``dlq.<durable>.<subject>``) with the reason; a batch that fails is
 retried message by message, with backoff, then dead-lettered. While the database is down the batch in
-hand is held (and kept from redelivery) until it answers again, so an outage does not use up the
-deliveries of good events and send them to the dead-letter subject.
+hand is held by the bus (``dependencies_ready``, kept from redelivery) until it answers again, so an
+outage does not use up the deliveries of good events and send them to the dead-letter subject.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from telecrm.events.v1 import call_events_pb2 as ev
 from telecrm_calls.service import CallLogService
 from telecrm_calls.settings import CallsSettings
 from telecrm_common.bus import Bus, ConsumerSpec, Delivery
-from telecrm_common.errors import NotReadyError
 from telecrm_common.events import tel_consumer
 
 log = logging.getLogger(__name__)
@@ -35,48 +34,24 @@ log = logging.getLogger(__name__)
 TelEvent = ev.CallEvent | ev.RecordingReady
 
 
-def consumer_spec(settings: CallsSettings) -> ConsumerSpec[TelEvent]:
-    return tel_consumer(settings.consumer_durable, batch_size=settings.consumer_batch_size)
+def consumer_spec(settings: CallsSettings, service: CallLogService) -> ConsumerSpec[TelEvent]:
+    return tel_consumer(
+        settings.consumer_durable,
+        batch_size=settings.consumer_batch_size,
+        dependencies_ready=service.db.check,
+    )
 
 
 class TelEventsConsumer:
     """Feeds the telephony events of the bus to the call log."""
 
-    def __init__(
-        self,
-        bus: Bus,
-        service: CallLogService,
-        spec: ConsumerSpec[TelEvent],
-        *,
-        hold_interval: float = 2.0,
-    ) -> None:
+    def __init__(self, bus: Bus, service: CallLogService, spec: ConsumerSpec[TelEvent]) -> None:
         self._bus = bus
         self._service = service
         self.spec = spec
-        self._hold_interval = hold_interval
 
     async def handle(self, deliveries: Sequence[Delivery[TelEvent]]) -> None:
-        events = [delivery.message for delivery in deliveries]
-        held = False
-        while True:
-            try:
-                result = await self._service.ingest(events)
-                break
-            except Exception as exc:
-                if not await self._database_down():
-                    raise
-                if not held:
-                    log.warning(
-                        "database unreachable (%s); holding %d events until it answers",
-                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                        len(deliveries),
-                    )
-                    held = True
-            # Tell the server the batch is still being worked on, so it is not redelivered meanwhile.
-            await asyncio.gather(*(d.raw.in_progress() for d in deliveries), return_exceptions=True)
-            await asyncio.sleep(self._hold_interval)
-        if held:
-            log.info("database reachable again; %d held events stored", len(deliveries))
+        result = await self._service.ingest([delivery.message for delivery in deliveries])
         log.debug(
             "events ingested",
             extra={
@@ -87,13 +62,6 @@ class TelEventsConsumer:
                 "recordings": result.recordings,
             },
         )
-
-    async def _database_down(self) -> bool:
-        try:
-            await self._service.db.check()
-        except NotReadyError:
-            return True
-        return False
 
     async def consume_tel_events(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set (a ServiceRunner background task)."""

@@ -31,7 +31,7 @@ def wire(context: Context) -> Wiring:
     if settings.cursor_secret.get_secret_value() == DEV_CURSOR_SECRET:
         log.warning("CALLS_CURSOR_SECRET is not set: page cursors are signed with the development key")
     service = CallLogService(context.db, cursor_secret=settings.cursor_secret.get_secret_value())
-    consumer = TelEventsConsumer(context.bus, service, consumer_spec(settings))
+    consumer = TelEventsConsumer(context.bus, service, consumer_spec(settings, service))
     return Wiring(
         title=TITLE,
         description=DESCRIPTION,

@@ -95,6 +95,11 @@ class ConsumerSpec(Generic[M]):
     ack_wait_seconds: float = 30
     max_ack_pending: int = 5000
     fetch_timeout_seconds: float = 1.0
+    # What the handler depends on (for example the database's check). When a batch fails while this
+    # raises, the batch is held and retried, kept from redelivery, until the dependency answers again:
+    # an outage must not use up good messages' deliveries and send them to the dead-letter subject.
+    dependencies_ready: Callable[[], Awaitable[None]] | None = None
+    hold_interval_seconds: float = 2.0
 
 
 @dataclass
@@ -316,7 +321,7 @@ class Bus:
             "consuming",
             extra={"stream": spec.stream, "consumer": spec.durable, "subjects": list(spec.filter_subjects)},
         )
-        consumer = _Consumer(self, spec, handler)
+        consumer = _Consumer(self, spec, handler, stop)
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(spec.batch_size, timeout=spec.fetch_timeout_seconds)
@@ -374,13 +379,20 @@ class Bus:
         return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
 
+class _Released(Exception):
+    """A held batch was handed back to the server because the consumer is stopping."""
+
+
 class _Consumer(Generic[M]):
     """The per-batch logic of :meth:`Bus.consume`, kept apart so it reads top to bottom."""
 
-    def __init__(self, bus: Bus, spec: ConsumerSpec[M], handler: BatchHandler[M]) -> None:
+    def __init__(
+        self, bus: Bus, spec: ConsumerSpec[M], handler: BatchHandler[M], stop: asyncio.Event
+    ) -> None:
         self._bus = bus
         self._spec = spec
         self._handler = handler
+        self._stop = stop
         self._tracer = telemetry.tracer("telecrm.bus")
 
     async def handle(self, msgs: Sequence[Msg]) -> None:
@@ -400,7 +412,9 @@ class _Consumer(Generic[M]):
             f"consume {self._spec.durable}", kind=trace.SpanKind.CONSUMER, links=links
         ):
             try:
-                await self._handler(deliveries)
+                await self._handle_holding(deliveries)
+            except _Released:
+                return
             except Exception:
                 if len(deliveries) == 1:
                     await self._failed(deliveries[0])
@@ -412,6 +426,45 @@ class _Consumer(Generic[M]):
                     await self._handle_one(delivery)
                 return
         await asyncio.gather(*(d.raw.ack() for d in deliveries), return_exceptions=True)
+
+    async def _handle_holding(self, deliveries: Sequence[Delivery[M]]) -> None:
+        """Run the handler; while it fails because a dependency is down, hold the batch and retry."""
+        held = False
+        while True:
+            try:
+                await self._handler(deliveries)
+            except Exception as exc:
+                down = await self._dependency_down()
+                if down is None:
+                    raise
+                if not held:
+                    log.warning(
+                        "%s; holding %d messages until it answers (%s)",
+                        down,
+                        len(deliveries),
+                        _text(exc),
+                    )
+                    held = True
+                if self._stop.is_set():
+                    # Stopping: hand the batch back now so another replica can take it.
+                    await asyncio.gather(*(d.raw.nak() for d in deliveries), return_exceptions=True)
+                    raise _Released from None
+                await asyncio.gather(*(d.raw.in_progress() for d in deliveries), return_exceptions=True)
+                await _sleep_or_stop(self._stop, self._spec.hold_interval_seconds)
+                continue
+            if held:
+                log.info("dependency answers again; %d held messages handled", len(deliveries))
+            return
+
+    async def _dependency_down(self) -> str | None:
+        """The reason a dependency is down, or None when it answers (or none is declared)."""
+        if self._spec.dependencies_ready is None:
+            return None
+        try:
+            await self._spec.dependencies_ready()
+        except Exception as exc:
+            return _text(exc)
+        return None
 
     async def _handle_one(self, delivery: Delivery[M]) -> None:
         ctx = telemetry.extract(delivery.headers)
