@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import grpc_tools
@@ -25,9 +26,28 @@ def generate(proto_dir: Path = PROTO_DIR, out_dir: Path = OUT_DIR) -> list[Path]
     if not protos:
         raise RuntimeError(f"no .proto files under {proto_dir}")
     well_known = Path(grpc_tools.__file__).parent / "_proto"
-    generated_root = out_dir / protos[0].relative_to(proto_dir).parts[0]
-    if generated_root.exists():
-        shutil.rmtree(generated_root)
+    top = protos[0].relative_to(proto_dir).parts[0]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Generate beside the target and swap at the end, so a .proto that does not compile leaves the
+    # previous generated package in place (every service keeps importing).
+    staging = Path(tempfile.mkdtemp(prefix=".gen-", dir=out_dir))
+    try:
+        _protoc(proto_dir, staging, well_known, protos)
+        generated = staging / top
+        # Regular packages (not namespace ones) so that mypy and importlib resolve them the same way.
+        for directory in [generated, *(p for p in generated.rglob("*") if p.is_dir())]:
+            (directory / "__init__.py").touch()
+        (generated / "py.typed").touch()
+        target = out_dir / top
+        if target.exists():
+            shutil.rmtree(target)
+        generated.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return protos
+
+
+def _protoc(proto_dir: Path, out_dir: Path, well_known: Path, protos: list[Path]) -> None:
     bin_dir = Path(sys.executable).parent  # mypy-protobuf's plugins live beside the interpreter
     args = [
         "grpc_tools.protoc",
@@ -43,11 +63,6 @@ def generate(proto_dir: Path = PROTO_DIR, out_dir: Path = OUT_DIR) -> list[Path]
     ]
     if protoc.main(args) != 0:
         raise RuntimeError("protoc failed: see the messages above")
-    # Regular packages (not namespace ones) so that mypy and importlib resolve them the same way.
-    for directory in [generated_root, *(p for p in generated_root.rglob("*") if p.is_dir())]:
-        (directory / "__init__.py").touch()
-    (generated_root / "py.typed").touch()
-    return protos
 
 
 def main() -> int:

@@ -43,6 +43,8 @@ def unreachable_url() -> str:
         ("postgresql://user:pw@db:5432/calls", "postgresql+asyncpg://user:pw@db:5432/calls"),
         ("postgres://user@db/calls", "postgresql+asyncpg://user@db/calls"),
         ("postgresql+asyncpg://db/calls", "postgresql+asyncpg://db/calls"),
+        ("postgresql+psycopg2://db/calls", "postgresql+asyncpg://db/calls"),
+        ("sqlite+pysqlite:///x.db", "sqlite+aiosqlite:///x.db"),
     ],
 )
 def test_async_url_fills_in_the_async_driver(given: str, expected: str) -> None:

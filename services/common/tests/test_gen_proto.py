@@ -77,6 +77,20 @@ def test_a_syntax_error_raises_with_protoc_naming_the_file(
     assert "call_events.proto" in capfd.readouterr().err
 
 
+def test_a_broken_proto_leaves_the_previous_generated_package_in_place(
+    gen_proto: ModuleType, proto_copy: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    gen_proto.generate(proto_copy, out)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    broken = proto_copy / "telecrm" / "calls" / "v1" / "calls.proto"
+    broken.write_text(broken.read_text() + "\nmessage Broken {")
+
+    with pytest.raises(RuntimeError, match="protoc failed"):
+        gen_proto.generate(proto_copy, out)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before, "nothing deleted, no staging left"
+
+
 def test_an_empty_proto_dir_is_an_error(gen_proto: ModuleType, tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=r"no \.proto files"):
         gen_proto.generate(tmp_path, tmp_path / "out")

@@ -152,6 +152,8 @@ def test_every_disposition_has_a_name_and_an_asterisk_name() -> None:
         ("1 212 555 0100", "US", "+12125550100"),
         ("+1 212 555 0100;phone-context=+1", "US", "+12125550100"),
         (" +44 20 7946 0958 ", "US", "+442079460958"),
+        ("sip:+12125550100@pbx.example.com;user=phone", "US", "+12125550100"),
+        ("tel:+7-499-369-04-39", "US", "+74993690439"),
     ],
 )
 def test_normalize_number_understands_the_usual_masks(raw: str, region: str, e164: str) -> None:
@@ -160,7 +162,20 @@ def test_normalize_number_understands_the_usual_masks(raw: str, region: str, e16
 
 @pytest.mark.parametrize(
     "raw",
-    ["101", "2001", "", "   ", "anonymous", "unknown", "abc12345", "+999 1234567", "12-34", "*97", "++"],
+    [
+        "101",
+        "2001",
+        "sip:101@pbx",
+        "",
+        "   ",
+        "anonymous",
+        "unknown",
+        "abc12345",
+        "+999 1234567",
+        "12-34",
+        "*97",
+        "++",
+    ],
 )
 def test_normalize_number_gives_empty_for_internal_numbers_and_garbage(raw: str) -> None:
     assert normalize_number(raw) == ""

@@ -45,8 +45,9 @@ def async_url(url: str | URL) -> URL:
     """The URL with its async driver: sqlite -> sqlite+aiosqlite, postgresql -> postgresql+asyncpg."""
     parsed = make_url(url)
     backend = parsed.get_backend_name()
-    if "+" not in parsed.drivername and backend in _ASYNC_DRIVERS:
-        parsed = parsed.set(drivername=_ASYNC_DRIVERS[backend])
+    driver = parsed.drivername.partition("+")[2]
+    if backend in _ASYNC_DRIVERS and driver not in ("aiosqlite", "asyncpg"):
+        parsed = parsed.set(drivername=_ASYNC_DRIVERS[backend])  # postgresql+psycopg2 -> +asyncpg
     return parsed
 
 

@@ -23,7 +23,7 @@ async def run_checks(checks: Mapping[str, Check], timeout: float = 3.0) -> dict[
             async with asyncio.timeout(timeout):
                 await check()
         except TimeoutError:
-            return f"no answer within {timeout:.0f}s"
+            return f"no answer within {timeout:g}s"
         except Exception as exc:
             return str(exc) or type(exc).__name__
         return "ok"

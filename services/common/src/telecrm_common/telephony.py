@@ -160,7 +160,10 @@ def normalize_number(raw: str, default_region: str = "US") -> str:
     Understands the usual masks ("+7 (499) 369-04-39", "00 359 2 ...", national numbers in the
     default region) and strips SIP decorations such as ``;phone-context``.
     """
-    number = raw.split(";", 1)[0].strip()
+    number = raw.strip()
+    if number[:4].lower() in ("sip:", "tel:") or number[:5].lower() == "sips:":
+        number = number.split(":", 1)[1].split("@", 1)[0]  # sip:+12125550100@host -> +12125550100
+    number = number.split(";", 1)[0].strip()
     if not number or sum(ch.isdigit() for ch in number) < 5:
         return ""
     if number.startswith("00"):
