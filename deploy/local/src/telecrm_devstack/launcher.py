@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,10 +172,10 @@ def start(root: Path, *, env: Mapping[str, str] = os.environ) -> Stack:
     (stack.var / "routes.toml").write_text(ROUTES_TEMPLATE.format(phones=stack.phones_port))
 
     try:
-        for spec in SERVICES:
-            if spec.has_database:
-                log.info("migrating %s", spec.name)
-                migrate(stack, spec)
+        with_database = [spec for spec in SERVICES if spec.has_database]
+        log.info("migrating %s", ", ".join(spec.name for spec in with_database))
+        with ThreadPoolExecutor(len(with_database)) as pool:
+            list(pool.map(lambda spec: migrate(stack, spec), with_database))
         phones = ManagedProcess(
             "phones",
             python_module("telecrm_devstack.phones", "--port", str(stack.phones_port)),
@@ -263,6 +264,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="where var/ goes (default: here)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     sys.exit(run(args.root.resolve()))
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import pjsua2 as pj
 
+from telecrm_gateway.sip.engine import stdout_silenced
+
 log = logging.getLogger(__name__)
 
 
@@ -28,7 +30,8 @@ class PhoneBehaviour:
 def start_endpoint(port: int, host: str = "127.0.0.1", log_level: int = 1) -> pj.Endpoint:
     """Create, initialise and start a pjsua2 endpoint with a null sound device on UDP and TCP ``port``."""
     ep = pj.Endpoint()
-    ep.libCreate()
+    with stdout_silenced():  # libCreate prints a banner whatever the log level
+        ep.libCreate()
     cfg = pj.EpConfig()
     cfg.uaConfig.threadCnt = 0
     cfg.uaConfig.mainThreadOnly = False

@@ -181,6 +181,12 @@ def run_migrations_env(target_metadata: Any) -> None:
             version_table=version_table,
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Replicas starting together (init containers, migrate-on-start) take turns: the
+                # first migrates, the others wait and then find nothing to do. Released at commit.
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": version_table}
+                )
             context.run_migrations()
 
     async def run() -> None:

@@ -140,7 +140,7 @@ def _now() -> datetime:
 
 
 @contextlib.contextmanager
-def _stdout_silenced() -> Iterator[None]:
+def stdout_silenced() -> Iterator[None]:
     """Point file descriptor 1 at /dev/null for a moment (C code writing to stdout)."""
     sys.stdout.flush()
     saved = os.dup(1)
@@ -361,7 +361,7 @@ class SipEngine:
         cfg = self.config
         ep = _PjEndpoint(self)
         self._ep = ep
-        with _stdout_silenced():  # pjlib prints its banner before our log writer is installed
+        with stdout_silenced():  # pjlib prints its banner before our log writer is installed
             ep.libCreate()
         ep_cfg = pj.EpConfig()
         ep_cfg.uaConfig.threadCnt = 0
