@@ -42,7 +42,7 @@ check: lint typecheck ## lint and type-check
 test-deps: ## Install the system packages the tests need (sipp), or say which are missing
 	@tools/ensure_system_packages.sh sipp:sip-tester
 
-test: proto test-deps ## Run every test: unit, then end-to-end (PostgreSQL when TEST_DATABASE_URL is set)
+test: proto test-deps check ## Lint, type-check, then run every test (PostgreSQL when TEST_DATABASE_URL is set)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: proto ## Run the tests that need no SIP peer and start no service process

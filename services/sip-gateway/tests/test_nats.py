@@ -15,6 +15,7 @@ from nats.js import api
 from telecrm.events.v1 import call_events_pb2 as ev
 from telecrm_common.bus import MSG_ID_HEADER, Bus
 from telecrm_common.events import STREAMS, TEL_STREAM
+from telecrm_common.telemetry import setup_telemetry
 from telecrm_devstack.processes import NatsServer
 from telecrm_gateway.publisher import bus_publisher
 from telecrm_gateway.routing import RoutingTable
@@ -43,10 +44,10 @@ def make_gateway(bus: Bus, agent_port: int) -> GatewayService:
 
 async def published(
     bus: Bus, source: str, count: int, timeout: float = 20.0
-) -> list[tuple[str, str, ev.CallEvent]]:
-    """(subject, Nats-Msg-Id, event) of the call events ``source`` stored in the TEL stream, in order."""
+) -> list[tuple[str, dict[str, str], ev.CallEvent]]:
+    """(subject, headers, event) of the call events ``source`` stored in the TEL stream, in order."""
     deadline = time.monotonic() + timeout
-    found: list[tuple[str, str, ev.CallEvent]] = []
+    found: list[tuple[str, dict[str, str], ev.CallEvent]] = []
     while time.monotonic() < deadline:
         sub = await bus.js.pull_subscribe(
             "tel.call.>",
@@ -67,7 +68,7 @@ async def published(
                         await msg.ack()
                         continue
                     if event.source == source:
-                        found.append((msg.subject, (msg.headers or {}).get(MSG_ID_HEADER, ""), event))
+                        found.append((msg.subject, dict(msg.headers or {}), event))
                     await msg.ack()
         finally:
             await sub.unsubscribe()
@@ -86,6 +87,7 @@ async def bus(nats_server: NatsServer) -> AsyncIterator[Bus]:
 
 
 async def test_an_answered_call_is_published_in_order(bus: Bus) -> None:
+    setup_telemetry(GatewaySettings())  # as main does: the SDK tracer, so spans have real ids
     with start_uas("uas_answer.xml", duration_ms=200) as agent:
         gateway = make_gateway(bus, agent.port)
         await gateway.start()
@@ -107,7 +109,11 @@ async def test_an_answered_call_is_published_in_order(bus: Bus) -> None:
     events = [event for _, _, event in stored]
     assert [e.sequence for e in events] == [1, 2, 3, 4]
     assert len({e.call_id for e in events}) == 1
-    assert all(msg_id == event.event_id for _, msg_id, event in stored)
+    assert all(headers[MSG_ID_HEADER] == event.event_id for _, headers, event in stored)
+    # One call is one trace: every event carries a traceparent of the same trace.
+    trace_ids = {headers["traceparent"].split("-")[1] for _, headers, _ in stored}
+    assert len(trace_ids) == 1
+    assert trace_ids != {"0" * 32}
     assert len({e.event_id for e in events}) == 4
     for e in events:
         assert (e.line, e.extension, e.employee_id, e.direction) == (

@@ -13,7 +13,10 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from opentelemetry import trace
+
 from telecrm.events.v1 import call_events_pb2 as ev
+from telecrm_common import telemetry
 from telecrm_common.bus import Bus
 from telecrm_common.events import call_event_subject
 
@@ -25,10 +28,30 @@ RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 def bus_publisher(bus: Bus) -> PublishFn:
-    """Publish a CallEvent on its ``tel.call.<kind>`` subject with its event id as ``Nats-Msg-Id``."""
+    """Publish a CallEvent on its ``tel.call.<kind>`` subject with its event id as ``Nats-Msg-Id``.
+
+    One call is one trace: a ``call`` span opens with the call's first event and closes with its
+    ``ended`` event; each publish is a child span, so the ``traceparent`` every event carries to the
+    consumers names the same trace.
+    """
+    tracer = telemetry.tracer("telecrm.sip-gateway")
+    calls: dict[str, trace.Span] = {}
 
     async def publish(event: ev.CallEvent) -> None:
-        await bus.publish(call_event_subject(event), event, msg_id=event.event_id)
+        call_span = calls.get(event.call_id)
+        if call_span is None:
+            call_span = calls[event.call_id] = tracer.start_span(
+                "call",
+                kind=trace.SpanKind.SERVER,
+                attributes={"telecrm.call_id": event.call_id, "sip.call_id": event.sip_call_id},
+            )
+        subject = call_event_subject(event)
+        with tracer.start_as_current_span(
+            f"publish {subject}", context=trace.set_span_in_context(call_span), kind=trace.SpanKind.PRODUCER
+        ):
+            await bus.publish(subject, event, msg_id=event.event_id)
+        if event.WhichOneof("kind") == "ended":
+            calls.pop(event.call_id).end()
 
     return publish
 
