@@ -196,6 +196,9 @@ class _PjCall(pj.Call):  # type: ignore[misc]
         self._engine._on_media_state(self)
 
 
+_ENDPOINT_IN_USE = threading.Lock()
+
+
 class SipEngine:
     """A pjsua2 endpoint on its own thread; thread-safe commands in, facts out to asyncio.
 
@@ -238,6 +241,11 @@ class SipEngine:
         """Start the thread and wait until the endpoint listens; raise SipEngineError if it cannot."""
         if self._thread is not None:
             raise SipEngineError("the SIP engine was already started")
+        # pjsua2's Endpoint is a process-wide singleton: a second one while the first still lives (a
+        # stop that timed out, a test that did not stop its gateway) would crash the process. Wait for
+        # the previous engine to be destroyed, or refuse to start with a clear error.
+        if not _ENDPOINT_IN_USE.acquire(timeout=timeout):
+            raise SipEngineError("another SIP engine of this process is still running")
         self._loop = loop
         self._on_fact = on_fact
         self._thread = threading.Thread(target=self._run, name="pjsua", daemon=True)
@@ -328,6 +336,12 @@ class SipEngine:
     # ------------------------------------------------------------------ the pjsua thread
 
     def _run(self) -> None:
+        try:
+            self._run_endpoint()
+        finally:
+            _ENDPOINT_IN_USE.release()  # taken by start(); the endpoint is destroyed by now
+
+    def _run_endpoint(self) -> None:
         try:
             self._create()
         except BaseException as exc:  # reported to start(), then the thread ends
