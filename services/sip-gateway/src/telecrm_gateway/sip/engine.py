@@ -678,14 +678,20 @@ class SipEngine:
             log.info("pjsua refused an INVITE from %s with %d %s", prm.remoteInfo, status, reason)
         self._emit(CallRefused("", status, reason, "", str(prm.remoteInfo), _now()))
 
-    def _on_call_state(self, call: _PjCall) -> None:
+    def _live_leg(self, call: _PjCall) -> tuple[_Leg, Any] | None:
+        """The leg of a pjsua2 callback and the call's info, or None when the leg is over."""
         leg = self._legs.get(call.leg_id)
         if leg is None or leg.ended:
-            return
+            return None
         try:
-            info = call.getInfo()
+            return leg, call.getInfo()
         except pj.Error:
+            return None
+
+    def _on_call_state(self, call: _PjCall) -> None:
+        if (live := self._live_leg(call)) is None:
             return
+        leg, info = live
         if not leg.sip_call_id:
             leg.sip_call_id = info.callIdString
         state = info.state
@@ -705,13 +711,9 @@ class SipEngine:
             )
 
     def _on_media_state(self, call: _PjCall) -> None:
-        leg = self._legs.get(call.leg_id)
-        if leg is None or leg.ended:
+        if (live := self._live_leg(call)) is None:
             return
-        try:
-            info = call.getInfo()
-        except pj.Error:
-            return
+        leg, info = live
         leg.media_ready = any(
             m.type == pj.PJMEDIA_TYPE_AUDIO
             and m.status in (pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD)
