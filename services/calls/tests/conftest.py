@@ -8,7 +8,15 @@ import pytest
 from sqlalchemy import delete
 
 from telecrm_calls.main import MIGRATIONS
-from telecrm_calls.models import Call, CallEventRow, Recording
+from telecrm_calls.models import (
+    Call,
+    CallEventRow,
+    MissedCall,
+    MissedCallMember,
+    MissedCallTarget,
+    OutboxMessage,
+    Recording,
+)
 from telecrm_calls.service import CallLogService
 from telecrm_common.db import Database, upgrade
 
@@ -35,6 +43,8 @@ async def db(database: Database) -> Database:
     """The session's database, emptied for this test."""
     async with database.session() as session:
         for model in (Call, CallEventRow, Recording):
+            await session.execute(delete(model))
+        for model in (MissedCallMember, MissedCallTarget, MissedCall, OutboxMessage):
             await session.execute(delete(model))
     return database
 

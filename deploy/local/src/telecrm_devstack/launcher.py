@@ -115,6 +115,8 @@ class Stack:
             f"{p}LOG_FORMAT": os.environ.get("LOG_FORMAT", "json"),
             f"{p}DATABASE_URL": self.database_url or f"sqlite:///{self.var / f'{spec.name}.sqlite3'}",
         }
+        if spec.name == "calls":
+            env["CALLS_RECORDINGS_DIR"] = str(self.var / "recordings")  # where the gateway writes them
         if spec.name == "sip-gateway":
             env.update(
                 GATEWAY_SIP_PORT=str(self.sip_port),

@@ -29,13 +29,13 @@ DESCRIPTION = "The call log: one record per call, built from the telephony event
 _PARAMETERS = {"started_from": "from", "started_to": "to", "dispositions": "disposition"}
 
 
-def _invalid(parameter: str, message: str, value: Any) -> RequestValidationError:
+def invalid_query_parameter(parameter: str, message: str, value: Any) -> RequestValidationError:
     return RequestValidationError(
         [{"type": "value_error", "loc": ("query", parameter), "msg": message, "input": value}]
     )
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def as_utc(value: datetime | None) -> datetime | None:
     """Times without an offset are taken as UTC."""
     if value is None or value.tzinfo is not None:
         return value
@@ -88,8 +88,8 @@ def calls_router(service: CallLogService) -> APIRouter:
             extension=extension,
             dispositions=tuple(disposition or ()),
             direction=direction,
-            started_from=_utc(started_from),
-            started_to=_utc(started_to),
+            started_from=as_utc(started_from),
+            started_to=as_utc(started_to),
             limit=limit,
             cursor=cursor or None,
         )
@@ -97,7 +97,7 @@ def calls_router(service: CallLogService) -> APIRouter:
             page = await service.list_calls(query)
         except InvalidQuery as exc:
             parameter = _PARAMETERS.get(exc.field, exc.field)
-            raise _invalid(parameter, exc.message, getattr(query, exc.field, None)) from None
+            raise invalid_query_parameter(parameter, exc.message, getattr(query, exc.field, None)) from None
         except InvalidCursor as exc:
             raise HTTPException(status_code=400, detail=f"cursor: {exc}") from None
         return CallPageOut(items=[CallOut.from_entry(e) for e in page.items], next_cursor=page.next_cursor)

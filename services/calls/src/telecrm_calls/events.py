@@ -15,6 +15,10 @@ decode are dead-lettered by the bus (``dlq.<durable>.<subject>``) with the reaso
 retried message by message, with backoff, then dead-lettered. While the database is down the batch in
 hand is held by the bus (``dependencies_ready``, kept from redelivery) until it answers again, so an
 outage does not use up the deliveries of good events and send them to the dead-letter subject.
+
+Published, on the CALLS stream: ``calls.missed.created``, ``calls.missed.updated`` and
+``calls.missed.resolved`` (``MissedCallEvent``), written to the outbox by :mod:`telecrm_calls.missed` in
+the ingest transaction and published by :class:`telecrm_calls.outbox.OutboxPublisher`.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from telecrm.calls.v1 import calls_pb2, calls_pb2_grpc
 from telecrm.events.v1 import call_events_pb2 as ev
+from telecrm_calls.missed import STATE_NAMES, MissedCallLog, MissedCallQuery, missed_call_message
 from telecrm_calls.models import Call
 from telecrm_calls.service import (
     DEFAULT_PAGE_SIZE,
@@ -45,7 +46,9 @@ def _timestamp(value: datetime | None) -> Timestamp | None:
     return stamp
 
 
-def _datetime(request: calls_pb2.ListCallsRequest, name: str) -> datetime | None:
+def _datetime(
+    request: calls_pb2.ListCallsRequest | calls_pb2.ListMissedCallsRequest, name: str
+) -> datetime | None:
     if not request.HasField(name):  # type: ignore[arg-type]
         return None
     stamp: Timestamp = getattr(request, name)
@@ -84,13 +87,14 @@ def call_message(call: Call) -> calls_pb2.Call:
 
 
 class CallLogServicer(calls_pb2_grpc.CallLogServicer):
-    """ListCalls and GetCall over :class:`CallLogService`.
+    """ListCalls and GetCall over :class:`CallLogService`, ListMissedCalls over :class:`MissedCallLog`.
 
     Bad filters and foreign page tokens answer INVALID_ARGUMENT, unknown calls NOT_FOUND.
     """
 
-    def __init__(self, service: CallLogService) -> None:
+    def __init__(self, service: CallLogService, missed: MissedCallLog | None = None) -> None:
         self._service = service
+        self._missed = missed
 
     async def ListCalls(
         self, request: calls_pb2.ListCallsRequest, context: grpc.aio.ServicerContext
@@ -135,6 +139,38 @@ class CallLogServicer(calls_pb2_grpc.CallLogServicer):
             await _abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
         return call_message(entry.call)
 
+    async def ListMissedCalls(
+        self, request: calls_pb2.ListMissedCallsRequest, context: grpc.aio.ServicerContext
+    ) -> calls_pb2.ListMissedCallsResponse:
+        if self._missed is None:
+            await _abort(context, grpc.StatusCode.UNIMPLEMENTED, "missed calls are not served here")
+        unknown = [s for s in request.states if s not in STATE_NAMES]
+        if unknown:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"states: unknown value {unknown[0]}")
+        query = MissedCallQuery(
+            states=tuple(STATE_NAMES[s] for s in request.states) or ("open",),
+            extension=request.extension or None,
+            employee_id=request.employee_id or None,
+            number=request.number or None,
+            last_missed_from=_datetime(request, "last_missed_from"),
+            last_missed_to=_datetime(request, "last_missed_to"),
+            limit=min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
+            cursor=request.page_token or None,
+        )
+        try:
+            page = await self._missed.list_missed_calls(query)
+        except InvalidQuery as exc:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except InvalidCursor as exc:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"page_token: {exc}")
+        return calls_pb2.ListMissedCallsResponse(
+            missed_calls=[missed_call_message(entry.item, entry) for entry in page.items],
+            next_page_token=page.next_cursor or "",
+            total_size=page.total,
+        )
 
-def add_to_server(server: grpc.aio.Server, service: CallLogService) -> None:
-    calls_pb2_grpc.add_CallLogServicer_to_server(CallLogServicer(service), server)
+
+def add_to_server(
+    server: grpc.aio.Server, service: CallLogService, missed: MissedCallLog | None = None
+) -> None:
+    calls_pb2_grpc.add_CallLogServicer_to_server(CallLogServicer(service, missed), server)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, LargeBinary, MetaData, String
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -130,4 +130,84 @@ class Recording(CallsBase):
     duration_ms: Mapped[int | None] = mapped_column(BigInteger)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MissedCall(CallsBase):
+    """A missed-call item: the missed inbound calls from one number waiting for the same answer.
+
+    Recomputed by :mod:`telecrm_calls.missed` from the calls of its number, in the ingest transaction.
+    """
+
+    __tablename__ = "missed_calls"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    number_key: Mapped[str] = mapped_column(String)  # the E.164 number, else the raw one
+    number: Mapped[str | None] = mapped_column(String)
+    e164: Mapped[str | None] = mapped_column(String)
+    caller_name: Mapped[str | None] = mapped_column(String)
+    contact_id: Mapped[str | None] = mapped_column(String)  # set by a later crm read model
+    state: Mapped[str] = mapped_column(String(16))  # open, resolved
+    missed_count: Mapped[int] = mapped_column(Integer)
+    first_missed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_missed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolving_call_id: Mapped[str | None] = mapped_column(String)
+    resolving_direction: Mapped[str | None] = mapped_column(String(16))  # outbound (callback), inbound
+    resolving_extension: Mapped[str | None] = mapped_column(String)
+    resolving_employee_id: Mapped[str | None] = mapped_column(String)
+    callback_ms: Mapped[int | None] = mapped_column(BigInteger)  # resolved_at - first_missed_at
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        Index(None, "number_key", "state"),  # the open item of a number
+        Index(None, "state", "last_missed_at", "id"),  # the lists, newest first
+        Index(None, "last_missed_at", "id"),
+        Index(None, "resolving_call_id"),
+    )
+
+
+class MissedCallMember(CallsBase):
+    """A missed call of an item, with what it rang (a call is in one item at most)."""
+
+    __tablename__ = "missed_call_calls"
+
+    call_id: Mapped[str] = mapped_column(String, primary_key=True)
+    item_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("missed_calls.id", ondelete="CASCADE"), index=True
+    )
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    extensions: Mapped[list[str]] = mapped_column(JSON)
+    employee_ids: Mapped[list[str]] = mapped_column(JSON)
+
+
+class MissedCallTarget(CallsBase):
+    """Who an item is for: one row per extension, employee (and, once crm feeds them, team)."""
+
+    __tablename__ = "missed_call_targets"
+
+    item_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("missed_calls.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # extension, employee, team
+    value: Mapped[str] = mapped_column(String, primary_key=True)
+
+    __table_args__ = (Index(None, "kind", "value", "item_id"),)
+
+
+class OutboxMessage(CallsBase):
+    """An event to publish, written in the transaction that made it (see :mod:`telecrm_calls.outbox`)."""
+
+    __tablename__ = "outbox"
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    subject: Mapped[str] = mapped_column(String)
+    msg_id: Mapped[str] = mapped_column(String)
+    message_type: Mapped[str] = mapped_column(String)  # full protobuf name of the payload
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    headers: Mapped[dict[str, str]] = mapped_column(JSON)  # trace context of the writer
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -14,7 +14,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -264,22 +264,27 @@ def _last_set(values: Iterable[E]) -> E | None:
 _CURSOR_DOMAIN = b"telecrm.calls.cursor.v1|"
 
 
-def encode_cursor(secret: bytes, started_at: datetime, call_id: str) -> str:
-    """An opaque page token for the position (started_at, call_id), signed with HMAC-SHA256."""
+def encode_cursor(
+    secret: bytes, started_at: datetime, call_id: str, *, domain: bytes = _CURSOR_DOMAIN
+) -> str:
+    """An opaque page token for the position (started_at, call_id), signed with HMAC-SHA256.
+
+    ``domain`` tells the lists apart: a token of one list is refused by another.
+    """
     micros = (started_at - EPOCH) // timedelta(microseconds=1)
     payload = f"{micros}|{call_id}".encode()
-    tag = hmac.new(secret, _CURSOR_DOMAIN + payload, hashlib.sha256).digest()
+    tag = hmac.new(secret, domain + payload, hashlib.sha256).digest()
     return f"{_b64encode(payload)}.{_b64encode(tag)}"
 
 
-def decode_cursor(secret: bytes, token: str) -> tuple[datetime, str]:
+def decode_cursor(secret: bytes, token: str, *, domain: bytes = _CURSOR_DOMAIN) -> tuple[datetime, str]:
     """The position a token stands for; raises InvalidCursor unless this service signed it."""
     try:
         payload_part, tag_part = token.split(".")
         payload, tag = _b64decode(payload_part), _b64decode(tag_part)
     except (ValueError, binascii.Error):
         raise InvalidCursor("not a page cursor of this service") from None
-    expected = hmac.new(secret, _CURSOR_DOMAIN + payload, hashlib.sha256).digest()
+    expected = hmac.new(secret, domain + payload, hashlib.sha256).digest()
     if not hmac.compare_digest(tag, expected):
         raise InvalidCursor("page cursor signature does not match")
     try:
@@ -337,6 +342,7 @@ class IngestResult:
     duplicates: int = 0
     calls: list[str] = field(default_factory=list)
     recordings: int = 0
+    missed_events: int = 0  # missed-call events written to the outbox
 
 
 def event_row(event: ev.CallEvent) -> dict[str, Any]:
@@ -367,15 +373,25 @@ def recording_row(event: ev.RecordingReady) -> dict[str, Any]:
 class CallLogService:
     """The call log over one database: ingestion from the bus and the queries of both APIs."""
 
-    def __init__(self, db: Database, *, cursor_secret: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        cursor_secret: str,
+        on_missed_events: Callable[[], None] | None = None,
+    ) -> None:
         self.db = db
         self._secret = cursor_secret.encode()
+        # Called after a batch that wrote missed-call events to the outbox committed (wakes its publisher).
+        self._on_missed_events = on_missed_events
 
     async def ingest(self, events: Sequence[TelEvent]) -> IngestResult:
         """Store a batch of events and recompute the touched call records, in one transaction.
 
         Known event ids (earlier batches, or twice in this one) are skipped; the records of the calls
         that got a new event are recomputed from all their stored events and upserted together.
+        The missed-call items of their numbers follow in the same transaction
+        (:func:`telecrm_calls.missed.track`), with their events written to the outbox.
         """
         calls: dict[str, ev.CallEvent] = {}
         recordings: dict[str, ev.RecordingReady] = {}
@@ -396,16 +412,23 @@ class CallLogService:
                 touched = sorted({calls[event_id].call_id for event_id in new})
                 if touched:
                     payloads = await repository.load_events(session, touched)
-                    records = [
-                        build_record(ev.CallEvent.FromString(payload) for payload in payloads[call_id])
+                    call_events = {
+                        call_id: [ev.CallEvent.FromString(payload) for payload in payloads[call_id]]
                         for call_id in touched
-                    ]
+                    }
+                    records = [build_record(call_events[call_id]) for call_id in touched]
                     await repository.upsert_calls(session, records)
+                    # Imported here: telecrm_calls.missed builds on this module.
+                    from telecrm_calls import missed
+
+                    result.missed_events = await missed.track(session, records, call_events)
                 result.calls = touched
             if recordings:
                 result.recordings = await repository.insert_recordings(
                     session, [recording_row(e) for e in recordings.values()]
                 )
+        if result.missed_events and self._on_missed_events is not None:
+            self._on_missed_events()
         return result
 
     async def list_calls(self, query: CallQuery) -> CallPage:

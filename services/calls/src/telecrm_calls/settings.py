@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
@@ -31,3 +33,11 @@ class CallsSettings(ServiceSettings):
     consumer_durable: str = "calls"
     # Events fetched and stored per transaction.
     consumer_batch_size: int = Field(default=200, ge=1, le=1000)
+    # Where the gateway writes the recordings (a directory it shares with this service: local disk or a
+    # mounted volume). Recording locations are paths under it (absolute, or relative to it); nothing
+    # outside it is ever served or deleted.
+    recordings_dir: Path = Path("var/recordings")
+    # Recordings older than this many days are deleted (file and index entry); 0 keeps them forever.
+    recordings_retention_days: int = Field(default=0, ge=0)
+    # How often the retention sweep runs (seconds).
+    recordings_sweep_interval_seconds: float = Field(default=3600.0, gt=0)

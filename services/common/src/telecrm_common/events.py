@@ -1,7 +1,8 @@
 """Event contracts on the bus: which protobuf travels on which subject, declared once.
 
 Every ``tel.call.*`` subject carries a :class:`CallEvent`; the member of its ``kind`` oneof names the
-subject. Decoders reject payloads that parse as protobuf but are not a usable event (protobuf parses
+subject; likewise every ``calls.missed.*`` subject carries a :class:`MissedCallEvent` (created, updated,
+resolved). Decoders reject payloads that parse as protobuf but are not a usable event (protobuf parses
 many random byte strings without complaint), so such payloads are dead-lettered, not stored.
 """
 
@@ -11,6 +12,7 @@ from typing import TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
+from telecrm.calls.v1 import missed_calls_pb2 as missed_pb
 from telecrm.events.v1 import call_events_pb2 as ev
 from telecrm_common.bus import ConsumerSpec, InvalidMessage, StreamSpec
 
@@ -20,6 +22,11 @@ CALL_SUBJECTS = {
     for kind in ("offered", "ringing", "answered", "held", "resumed", "transferred", "ended")
 }
 RECORDING_READY_SUBJECT = "tel.recording.ready"
+# Published by the call log (on the CALLS stream): the member of MissedCallEvent's ``kind`` names it.
+MISSED_CALL_SUBJECT_PREFIX = "calls.missed"
+MISSED_CALL_SUBJECTS = {
+    kind: f"{MISSED_CALL_SUBJECT_PREFIX}.{kind}" for kind in ("created", "updated", "resolved")
+}
 
 T = TypeVar("T", bound=Message)
 
@@ -77,6 +84,38 @@ def tel_consumer(durable: str, **overrides: object) -> ConsumerSpec[ev.CallEvent
         durable=durable,
         filter_subjects=(f"{CALL_SUBJECT_PREFIX}.>", RECORDING_READY_SUBJECT),
         decode=decode_tel_event,
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+def missed_call_subject(event: missed_pb.MissedCallEvent) -> str:
+    """The subject a missed-call event is published on: ``calls.missed.<kind>``."""
+    kind = event.WhichOneof("kind")
+    if kind is None:
+        raise ValueError("a MissedCallEvent needs its kind set (created, updated or resolved)")
+    return MISSED_CALL_SUBJECTS[kind]
+
+
+def decode_missed_call_event(subject: str, data: bytes) -> missed_pb.MissedCallEvent:
+    """Decode and validate a MissedCallEvent; raise InvalidMessage when it cannot be handled."""
+    event = _parse(missed_pb.MissedCallEvent, data)
+    kind = event.WhichOneof("kind")
+    if not event.event_id or kind is None:
+        raise InvalidMessage("MissedCallEvent without event_id or kind")
+    if not getattr(event, kind).id:
+        raise InvalidMessage("MissedCallEvent without the missed call's id")
+    if subject.startswith(MISSED_CALL_SUBJECT_PREFIX + ".") and subject != MISSED_CALL_SUBJECTS[kind]:
+        raise InvalidMessage(f"a {kind} missed-call event on {subject}")
+    return event
+
+
+def missed_calls_consumer(durable: str, **overrides: object) -> ConsumerSpec[missed_pb.MissedCallEvent]:
+    """A durable consumer of the missed-call events (``calls.missed.*``), for crm and reports."""
+    return ConsumerSpec(
+        stream=CALLS_STREAM.name,
+        durable=durable,
+        filter_subjects=(f"{MISSED_CALL_SUBJECT_PREFIX}.>",),
+        decode=decode_missed_call_event,
         **overrides,  # type: ignore[arg-type]
     )
 
