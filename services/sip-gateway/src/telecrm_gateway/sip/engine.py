@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import itertools
 import logging
 import os
@@ -199,6 +200,15 @@ class _PjCall(pj.Call):  # type: ignore[misc]
 _ENDPOINT_IN_USE = threading.Lock()
 
 
+def _endpoint_alive() -> bool:
+    """True while a pjsua2 Endpoint object exists in this process (constructing a second aborts)."""
+    try:
+        pj.Endpoint.instance()
+    except pj.Error:
+        return False
+    return True
+
+
 class SipEngine:
     """A pjsua2 endpoint on its own thread; thread-safe commands in, facts out to asyncio.
 
@@ -345,9 +355,12 @@ class SipEngine:
         try:
             self._create()
         except BaseException as exc:  # reported to start(), then the thread ends
-            self._start_error = exc
-            self._ready.set()
+            # A fresh exception, without the traceback: its frames would keep the pjsua2 Endpoint
+            # alive, and the next engine's Endpoint() would abort the process (a process singleton).
+            self._start_error = SipEngineError(f"{type(exc).__name__}: {exc}")
+            del exc
             self._destroy()
+            self._ready.set()
             return
         self._ready.set()
         log.info(
@@ -373,6 +386,8 @@ class SipEngine:
 
     def _create(self) -> None:
         cfg = self.config
+        if _endpoint_alive():
+            raise SipEngineError("a pjsua2 Endpoint of an earlier engine is still alive in this process")
         ep = _PjEndpoint(self)
         self._ep = ep
         with stdout_silenced():  # pjlib prints its banner before our log writer is installed
@@ -448,6 +463,10 @@ class SipEngine:
             except Exception:
                 log.exception("pjsua libDestroy failed")
         del ep
+        # Free the Endpoint now, on this (still registered) thread, even if a reference cycle held it.
+        gc.collect()
+        if _endpoint_alive():
+            log.error("the pjsua2 Endpoint is still referenced after libDestroy; no new engine can start")
 
     def _after_events(self) -> None:
         while True:
