@@ -140,7 +140,10 @@ async def test_unknown_call_answers_404(client: httpx.AsyncClient) -> None:
 async def test_openapi_documents_the_parameters(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     names = {p["name"] for p in spec["paths"]["/calls"]["get"]["parameters"]}
-    assert names == {"number", "extension", "disposition", "direction", "from", "to", "limit", "cursor"}
+    assert names == {
+        *("number", "extension", "disposition", "direction", "from", "to", "limit", "cursor"),
+        "include_total",
+    }
     assert "/calls/{call_id}" in spec["paths"]
 
 

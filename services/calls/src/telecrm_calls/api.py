@@ -1,14 +1,17 @@
-"""REST API of the call log (FastAPI): ``GET /calls`` and ``GET /calls/{call_id}``."""
+"""REST API of the call log (FastAPI): ``GET /calls``, ``GET /calls/export.csv``, ``GET /calls/{call_id}``."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Query
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
 
+from telecrm_calls import csv_export
 from telecrm_calls.schemas import CallOut, CallPageOut, DirectionName, DispositionName, ErrorOut
 from telecrm_calls.service import (
     DEFAULT_PAGE_SIZE,
@@ -42,6 +45,47 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
+def call_filters(
+    number: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="Digits matched anywhere in the caller's or callee's number (raw or E.164); "
+            "punctuation is ignored (`369-04` matches `+74993690439`)",
+        ),
+    ] = None,
+    extension: Annotated[
+        str | None, Query(max_length=64, description="The extension the call is for")
+    ] = None,
+    disposition: Annotated[
+        list[DispositionName] | None, Query(description="Repeat to match any of several dispositions")
+    ] = None,
+    direction: Annotated[DirectionName | None, Query()] = None,
+    started_from: Annotated[
+        datetime | None,
+        Query(alias="from", description="Calls started at or after this time (ISO 8601; UTC if no offset)"),
+    ] = None,
+    started_to: Annotated[
+        datetime | None,
+        Query(alias="to", description="Calls started before this time (exclusive); later than `from`"),
+    ] = None,
+) -> CallQuery:
+    """The filter parameters shared by ``GET /calls`` and ``GET /calls/export.csv``."""
+    return CallQuery(
+        number=number,
+        extension=extension,
+        dispositions=tuple(disposition or ()),
+        direction=direction,
+        started_from=as_utc(started_from),
+        started_to=as_utc(started_to),
+    )
+
+
+def _invalid(query: CallQuery, exc: InvalidQuery) -> RequestValidationError:
+    parameter = _PARAMETERS.get(exc.field, exc.field)
+    return invalid_query_parameter(parameter, exc.message, getattr(query, exc.field, None))
+
+
 def calls_router(service: CallLogService) -> APIRouter:
     router = APIRouter(prefix="/calls", tags=["calls"])
 
@@ -53,54 +97,57 @@ def calls_router(service: CallLogService) -> APIRouter:
         responses={400: {"model": ErrorOut, "description": "The cursor is not one this service issued"}},
     )
     async def list_calls(
-        number: Annotated[
-            str | None,
-            Query(
-                max_length=64,
-                description="Digits matched anywhere in the caller's or callee's number (raw or E.164); "
-                "punctuation is ignored (`369-04` matches `+74993690439`)",
-            ),
-        ] = None,
-        extension: Annotated[
-            str | None, Query(max_length=64, description="The extension the call is for")
-        ] = None,
-        disposition: Annotated[
-            list[DispositionName] | None, Query(description="Repeat to match any of several dispositions")
-        ] = None,
-        direction: Annotated[DirectionName | None, Query()] = None,
-        started_from: Annotated[
-            datetime | None,
-            Query(
-                alias="from", description="Calls started at or after this time (ISO 8601; UTC if no offset)"
-            ),
-        ] = None,
-        started_to: Annotated[
-            datetime | None,
-            Query(alias="to", description="Calls started before this time (exclusive); later than `from`"),
-        ] = None,
+        filters: Annotated[CallQuery, Depends(call_filters)],
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size")] = DEFAULT_PAGE_SIZE,
         cursor: Annotated[
             str | None, Query(max_length=1024, description="`next_cursor` of the previous page")
         ] = None,
+        include_total: Annotated[
+            bool, Query(description="Count the calls matching the filters (`total`); false skips it")
+        ] = True,
     ) -> CallPageOut:
-        query = CallQuery(
-            number=number,
-            extension=extension,
-            dispositions=tuple(disposition or ()),
-            direction=direction,
-            started_from=as_utc(started_from),
-            started_to=as_utc(started_to),
-            limit=limit,
-            cursor=cursor or None,
-        )
+        query = replace(filters, limit=limit, cursor=cursor or None, include_total=include_total)
         try:
             page = await service.list_calls(query)
         except InvalidQuery as exc:
-            parameter = _PARAMETERS.get(exc.field, exc.field)
-            raise invalid_query_parameter(parameter, exc.message, getattr(query, exc.field, None)) from None
+            raise _invalid(query, exc) from None
         except InvalidCursor as exc:
             raise HTTPException(status_code=400, detail=f"cursor: {exc}") from None
-        return CallPageOut(items=[CallOut.from_entry(e) for e in page.items], next_cursor=page.next_cursor)
+        return CallPageOut(
+            items=[CallOut.from_entry(e) for e in page.items], next_cursor=page.next_cursor, total=page.total
+        )
+
+    # Declared before /{call_id}, which would otherwise take "export.csv" for a call id.
+    @router.get(
+        "/export.csv",
+        summary="Export calls as CSV, newest first",
+        description="Every call matching the filters of `GET /calls` (no paging), streamed as UTF-8 CSV "
+        "with a header row. Cells that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`) get a "
+        "leading `'` in the name and id columns, and in the number columns unless phone-like "
+        "(`+15551234567` is kept as is).",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/csv": {}}, "description": "The calls, one row each"}},
+    )
+    async def export_calls(filters: Annotated[CallQuery, Depends(call_filters)]) -> StreamingResponse:
+        try:
+            chunks = service.export_calls(filters)
+        except InvalidQuery as exc:
+            raise _invalid(filters, exc) from None
+
+        async def body() -> AsyncIterator[bytes]:
+            yield csv_export.header()
+            async for entries in chunks:
+                yield csv_export.chunk(entries)
+
+        name = (
+            f"calls-{csv_export.filename_part(filters.started_from, 'start')}"
+            f"-{csv_export.filename_part(filters.started_to, 'now')}.csv"
+        )
+        return StreamingResponse(
+            body(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
     @router.get(
         "/{call_id}",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, bindparam, exists, or_, select, text, tuple_
+from sqlalchemy import ColumnElement, bindparam, exists, func, or_, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -157,6 +157,12 @@ async def list_calls(
         )
     stmt = stmt.order_by(Call.started_at.desc(), Call.call_id.desc()).limit(limit)
     return [(call, bool(has)) for call, has in await session.execute(stmt)]
+
+
+async def count_calls(session: AsyncSession, filters: CallFilters) -> int:
+    """How many calls match the filters (on all pages): the WHERE clause of :func:`list_calls`."""
+    stmt = select(func.count()).select_from(Call).where(*_conditions(filters))
+    return int((await session.execute(stmt)).scalar_one())
 
 
 async def get_call(session: AsyncSession, call_id: str) -> tuple[Call, bool] | None:

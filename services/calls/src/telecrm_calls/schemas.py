@@ -93,6 +93,9 @@ class CallOut(BaseModel):
 class CallPageOut(BaseModel):
     items: list[CallOut]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+    total: int | None = Field(
+        default=None, description="Calls matching the filters, on all pages; null with `include_total=false`"
+    )
 
 
 class ErrorOut(BaseModel):

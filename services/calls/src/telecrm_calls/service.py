@@ -14,7 +14,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -38,6 +38,7 @@ from telecrm_common.telephony import (
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+EXPORT_CHUNK_SIZE = 1000  # calls read per query (keyset page) by an export
 STATES = ("ringing", "answered", "ended")
 
 TelEvent = ev.CallEvent | ev.RecordingReady
@@ -320,6 +321,7 @@ class CallQuery:
     started_to: datetime | None = None  # exclusive
     limit: int = DEFAULT_PAGE_SIZE
     cursor: str | None = None
+    include_total: bool = False  # also count the matching calls (one COUNT query)
 
 
 @dataclass(frozen=True)
@@ -332,6 +334,7 @@ class CallEntry:
 class CallPage:
     items: list[CallEntry]
     next_cursor: str | None
+    total: int | None = None  # calls matching the filters on all pages, when asked for
 
 
 @dataclass
@@ -437,12 +440,42 @@ class CallLogService:
         after = decode_cursor(self._secret, query.cursor) if query.cursor else None
         async with self.db.session() as session:
             rows = await repository.list_calls(session, filters, after=after, limit=query.limit + 1)
+            total = await repository.count_calls(session, filters) if query.include_total else None
         items = [CallEntry(call, has_recording) for call, has_recording in rows[: query.limit]]
         next_cursor = None
         if len(rows) > query.limit:
             last = items[-1].call
             next_cursor = encode_cursor(self._secret, last.started_at, last.call_id)
-        return CallPage(items=items, next_cursor=next_cursor)
+        return CallPage(items=items, next_cursor=next_cursor, total=total)
+
+    def export_calls(
+        self, query: CallQuery, *, chunk_size: int = EXPORT_CHUNK_SIZE
+    ) -> AsyncIterator[list[CallEntry]]:
+        """Every call matching the filters, newest first, in chunks of at most ``chunk_size``.
+
+        The filters are checked now (raises InvalidQuery before anything is read); ``limit`` and
+        ``cursor`` are ignored. Each chunk is one keyset query in a short session of its own, so memory
+        stays bounded by the chunk and no connection is held while the caller writes the chunk out.
+        """
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be positive")
+        filters = self._filters(query)
+        return self._export(filters, chunk_size)
+
+    async def _export(
+        self, filters: repository.CallFilters, chunk_size: int
+    ) -> AsyncIterator[list[CallEntry]]:
+        after: tuple[datetime, str] | None = None
+        while True:
+            async with self.db.session() as session:
+                rows = await repository.list_calls(session, filters, after=after, limit=chunk_size)
+            if not rows:
+                return
+            yield [CallEntry(call, has_recording) for call, has_recording in rows]
+            if len(rows) < chunk_size:
+                return
+            last = rows[-1][0]
+            after = (last.started_at, last.call_id)
 
     async def get_call(self, call_id: str) -> CallEntry:
         async with self.db.session() as session:
