@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
+import httpx
 import pytest
 from sqlalchemy import delete
 
+from telecrm_calls.api import create_app
 from telecrm_calls.main import MIGRATIONS
 from telecrm_calls.models import (
     Call,
@@ -57,3 +59,15 @@ def cursor_secret() -> bytes:
 @pytest.fixture
 def service(db: Database) -> CallLogService:
     return CallLogService(db, cursor_secret=SECRET)
+
+
+@pytest.fixture
+async def client(service: CallLogService) -> AsyncIterator[httpx.AsyncClient]:
+    """The call log's REST API in-process (ASGI), its health checks always passing."""
+
+    async def ok() -> None:
+        return None
+
+    app = create_app(service, {"database": ok})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://calls") as client:
+        yield client

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -13,16 +12,6 @@ from telecrm_calls.api import create_app
 from telecrm_calls.service import CallLogService
 from telecrm_calls.testing import T0, CallScript
 from telecrm_common.errors import NotReadyError
-
-
-@pytest.fixture
-async def client(service: CallLogService) -> AsyncIterator[httpx.AsyncClient]:
-    async def ok() -> None:
-        return None
-
-    app = create_app(service, {"database": ok})
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://calls") as client:
-        yield client
 
 
 @pytest.fixture

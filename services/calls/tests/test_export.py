@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,19 +13,8 @@ import pytest
 
 from telecrm.events.v1 import call_events_pb2 as ev
 from telecrm_calls import csv_export, repository
-from telecrm_calls.api import create_app
 from telecrm_calls.service import CallLogService, CallQuery, build_record
 from telecrm_calls.testing import T0, CallScript
-
-
-@pytest.fixture
-async def client(service: CallLogService) -> AsyncIterator[httpx.AsyncClient]:
-    async def ok() -> None:
-        return None
-
-    app = create_app(service, {"database": ok})
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://calls") as client:
-        yield client
 
 
 @pytest.fixture
