@@ -33,6 +33,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypedDict, Unpack
 
+from telecrm_devstack.processes import die_with_parent
+
 SCENARIOS = Path(__file__).resolve().parent
 """The directory holding the shared scenarios (uac_*.xml, uas_*.xml)."""
 
@@ -277,7 +279,12 @@ class Sipp:
         """Start sipp; an agent phone (no ``remote``) is ready once this returns."""
         with open(self._files["out"], "wb") as out, open(self._files["err"], "wb") as err:
             self._process = subprocess.Popen(
-                self.args, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=self.workdir
+                self.args,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                cwd=self.workdir,
+                preexec_fn=die_with_parent,  # no sipp outlives the test run that started it
             )
         if not self.remote:
             self._wait_listening(5.0)

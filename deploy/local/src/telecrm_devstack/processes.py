@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: ask Linux to SIGTERM it when its parent dies, so a crashed test run
     or launcher leaves no orphaned nats-server or service behind."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -107,7 +107,7 @@ class ManagedProcess:
             stderr=subprocess.STDOUT,
             cwd=self.cwd,
             start_new_session=True,  # Ctrl-C in the terminal reaches the launcher only
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
         return self
 
