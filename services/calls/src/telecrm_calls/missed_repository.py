@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, exists, func, or_, select, text, tuple_
+from sqlalchemy import ColumnElement, and_, bindparam, delete, exists, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -25,6 +25,7 @@ from telecrm_calls.models import (
     Recording,
     UTCDateTime,
 )
+from telecrm_calls.repository import newest_first_page
 
 # The class id of the advisory locks on numbers (two-int4 keys: a key space apart from the call locks).
 NUMBER_LOCK_CLASS = 0x6D63  # "mc"
@@ -248,16 +249,7 @@ async def list_items(
     """Items matching the filters, the latest missed call first (last_missed_at, then id, descending),
     strictly after the ``after`` position (keyset pagination)."""
     stmt = select(MissedCall).where(*_conditions(filters))
-    if after is not None:
-        last_missed_at, item_id = after
-        stmt = stmt.where(
-            tuple_(MissedCall.last_missed_at, MissedCall.id)
-            < tuple_(
-                bindparam("after_last_missed_at", last_missed_at, type_=UTCDateTime()),
-                bindparam("after_id", item_id),
-            )
-        )
-    stmt = stmt.order_by(MissedCall.last_missed_at.desc(), MissedCall.id.desc()).limit(limit)
+    stmt = newest_first_page(stmt, MissedCall.last_missed_at, MissedCall.id, after=after, limit=limit)
     return list((await session.scalars(stmt)).all())
 
 

@@ -9,11 +9,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, bindparam, exists, func, or_, select, text, tuple_
+from sqlalchemy import ColumnElement, Select, bindparam, exists, func, or_, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from telecrm_calls.models import Call, CallEventRow, Recording, UTCDateTime, utcnow
+
+Keyset = tuple[datetime, str]
+"""A position in a newest-first list: (time, id) of the last row of the previous page."""
 
 if TYPE_CHECKING:
     from telecrm_calls.service import CallRecord
@@ -136,6 +140,27 @@ def _conditions(filters: CallFilters) -> list[ColumnElement[bool]]:
     return conditions
 
 
+def newest_first_page(
+    stmt: Select[Any],
+    at: InstrumentedAttribute[datetime],
+    key: InstrumentedAttribute[str],
+    *,
+    after: Keyset | None,
+    limit: int,
+) -> Select[Any]:
+    """Keyset pagination, newest first: order by (``at``, ``key``) descending, strictly after ``after``.
+
+    Shared by every list of the call log (calls, missed-call items) so their cursors behave alike.
+    """
+    if after is not None:
+        at_value, key_value = after
+        stmt = stmt.where(
+            tuple_(at, key)
+            < tuple_(bindparam("after_at", at_value, type_=UTCDateTime()), bindparam("after_key", key_value))
+        )
+    return stmt.order_by(at.desc(), key.desc()).limit(limit)
+
+
 async def list_calls(
     session: AsyncSession,
     filters: CallFilters,
@@ -146,16 +171,7 @@ async def list_calls(
     """Calls matching the filters, newest first (started_at, then call_id, both descending),
     strictly after the ``after`` position (keyset pagination)."""
     stmt = select(Call, _has_recording()).where(*_conditions(filters))
-    if after is not None:
-        started_at, call_id = after
-        stmt = stmt.where(
-            tuple_(Call.started_at, Call.call_id)
-            < tuple_(
-                bindparam("after_started_at", started_at, type_=UTCDateTime()),
-                bindparam("after_call_id", call_id),
-            )
-        )
-    stmt = stmt.order_by(Call.started_at.desc(), Call.call_id.desc()).limit(limit)
+    stmt = newest_first_page(stmt, Call.started_at, Call.call_id, after=after, limit=limit)
     return [(call, bool(has)) for call, has in await session.execute(stmt)]
 
 
