@@ -27,15 +27,13 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from telecrm.events.v1 import call_events_pb2 as ev
+from telecrm_calls.records import TelEvent
 from telecrm_calls.service import CallLogService
 from telecrm_calls.settings import CallsSettings
 from telecrm_common.bus import Bus, ConsumerSpec, Delivery
 from telecrm_common.events import tel_consumer
 
 log = logging.getLogger(__name__)
-
-TelEvent = ev.CallEvent | ev.RecordingReady
 
 
 def consumer_spec(settings: CallsSettings, service: CallLogService) -> ConsumerSpec[TelEvent]:

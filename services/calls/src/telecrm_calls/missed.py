@@ -49,7 +49,7 @@ from telecrm_calls import missed_repository as repo
 from telecrm_calls import outbox
 from telecrm_calls.missed_repository import MISSED_DISPOSITIONS, MissedCallFilters
 from telecrm_calls.models import Call, MissedCall, MissedCallMember, utcnow
-from telecrm_calls.service import (
+from telecrm_calls.records import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     CallEntry,

@@ -1,340 +1,46 @@
-"""The call log's logic: the fold of call events into a record, ingestion, queries and page cursors.
+"""The call log's logic: ingestion (records and missed calls in one transaction) and queries.
 
 No web or gRPC imports here: :mod:`telecrm_calls.api` and :mod:`telecrm_calls.grpc` both sit on
-:class:`CallLogService`.
-
-The record of a call is a pure function of the *set* of its events (:func:`build_record`): events that
-arrive twice, late or out of order give the same record, because every new event makes the record be
-recomputed from all the events stored for the call.
+:class:`CallLogService`. The record itself, its fold (:func:`build_record`) and page cursors live in
+:mod:`telecrm_calls.records`, re-exported here; every new event makes the record be recomputed from
+all the events stored for the call.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
-
-from google.protobuf.timestamp_pb2 import Timestamp
+from datetime import datetime
+from typing import Any
 
 from telecrm.events.v1 import call_events_pb2 as ev
-from telecrm_calls import repository
-from telecrm_calls.models import Call
+from telecrm_calls import missed, repository
+from telecrm_calls.records import (  # the record and paging, re-exported for the API layers
+    DEFAULT_PAGE_SIZE,
+    EPOCH,
+    EXPORT_CHUNK_SIZE,
+    MAX_PAGE_SIZE,
+    STATES,
+    CallEntry,
+    CallNotFound,
+    CallPage,
+    CallQuery,
+    CallRecord,
+    CallsError,
+    InvalidCursor,
+    InvalidQuery,
+    TelEvent,
+    build_record,
+    decode_cursor,
+    encode_cursor,
+    timestamp,
+)
 from telecrm_common.db import Database
-from telecrm_common.errors import TelecrmError
 from telecrm_common.telephony import (
     DIRECTION_NAMES,
     DISPOSITION_NAMES,
-    HANGUP_BY_NAMES,
     digits,
-    disposition_for_unanswered,
-    q850_for_sip_status,
 )
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
-EXPORT_CHUNK_SIZE = 1000  # calls read per query (keyset page) by an export
-STATES = ("ringing", "answered", "ended")
-
-TelEvent = ev.CallEvent | ev.RecordingReady
-E = TypeVar("E", bound=int)
-
-
-class CallsError(TelecrmError):
-    """Base of the errors the calls service raises on purpose."""
-
-
-class CallNotFound(CallsError):
-    def __init__(self, call_id: str) -> None:
-        super().__init__(f"call {call_id!r} not found")
-        self.call_id = call_id
-
-
-class InvalidQuery(CallsError):
-    """A filter that cannot be applied; ``field`` names it (``started_to``, ``number``...)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-class InvalidCursor(CallsError):
-    """A page cursor that this service did not issue (garbage, truncated or tampered with)."""
-
-
-# --- the fold ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CallRecord:
-    """The values of one ``calls`` row, as computed from the call's events."""
-
-    call_id: str
-    direction: str | None
-    caller_number: str | None
-    caller_e164: str | None
-    caller_name: str | None
-    callee_number: str | None
-    callee_e164: str | None
-    callee_name: str | None
-    line: str | None
-    extension: str | None
-    employee_id: str | None
-    sip_call_id: str | None
-    started_at: datetime
-    answered_at: datetime | None
-    ended_at: datetime | None
-    ring_ms: int | None
-    talk_ms: int | None
-    disposition: str | None
-    sip_status: int | None
-    sip_reason: str | None
-    q850_cause: int | None
-    hangup_by: str | None
-    state: str
-    incomplete: bool
-    context: dict[str, str]
-    last_sequence: int
-
-
-def timestamp(value: Timestamp) -> datetime | None:
-    """A protobuf Timestamp as an aware UTC datetime (microseconds); None when it is unset."""
-    if value.seconds == 0 and value.nanos == 0:
-        return None
-    return EPOCH + timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)
-
-
-def _ms(start: datetime, end: datetime) -> int:
-    return max((end - start) // timedelta(milliseconds=1), 0)
-
-
-def _order(event: ev.CallEvent) -> tuple[int, datetime, str]:
-    return (event.sequence, timestamp(event.occurred_at) or EPOCH, event.event_id)
-
-
-def _last(values: Iterable[str]) -> str | None:
-    """The last non-empty value (events later in the call know more: names, employee)."""
-    found = None
-    for value in values:
-        if value:
-            found = value
-    return found
-
-
-def _first(values: Iterable[str]) -> str | None:
-    return next((value for value in values if value), None)
-
-
-def build_record(events: Iterable[ev.CallEvent]) -> CallRecord:
-    """Fold the events of one call into its record; the result depends only on the set of events.
-
-    - header fields (parties, line, employee...): the last non-empty value in (sequence, time) order;
-      the SIP Call-ID is the first one seen (the leg that was offered);
-    - ``started_at``: when the call was offered; without the offer, the ``started_at`` that answered and
-      ended repeat; without those, the earliest event (the record is then ``incomplete``);
-    - ``answered_at``: the answered event, else ended's ``answered_at``; ``ended_at``: the ended event;
-    - ``ring_ms`` = (answered or ended) - started; ``talk_ms`` = ended - answered (0 when never answered);
-    - disposition, SIP status, Q.850 cause and who hung up come from ``ended``; a missing disposition
-      or cause is derived with :mod:`telecrm_common.telephony`;
-    - ``state``: ended when an ended event is known, else answered, else ringing, whatever the order;
-    - ``incomplete``: the offer was never seen, or the call was answered at an unknown time.
-    """
-    unique: dict[str, ev.CallEvent] = {}
-    for event in sorted(events, key=lambda e: (*_order(e), e.SerializeToString(deterministic=True))):
-        unique.setdefault(event.event_id, event)
-    ordered = sorted(unique.values(), key=_order)
-    if not ordered:
-        raise ValueError("a call record needs at least one event")
-    call_ids = {event.call_id for event in ordered}
-    if len(call_ids) != 1:
-        raise ValueError(f"events of several calls folded together: {sorted(call_ids)}")
-
-    def kind(name: str) -> list[ev.CallEvent]:
-        return [event for event in ordered if event.WhichOneof("kind") == name]
-
-    offered, answered, ended = kind("offered"), kind("answered"), kind("ended")
-    last_ended = ended[-1].ended if ended else None
-
-    direction_value = _last_set(event.direction for event in ordered)
-    direction = DIRECTION_NAMES.get(direction_value) if direction_value is not None else None
-
-    offered_at = _min(timestamp(event.occurred_at) for event in offered)
-    repeated_start = _min(
-        [timestamp(event.answered.started_at) for event in answered]
-        + [timestamp(event.ended.started_at) for event in ended]
-    )
-    started_at = offered_at or repeated_start or _min(timestamp(e.occurred_at) for e in ordered) or EPOCH
-
-    answered_at = _min(timestamp(event.occurred_at) for event in answered)
-    if answered_at is None and last_ended is not None:
-        answered_at = timestamp(last_ended.answered_at)
-    ended_at = timestamp(ended[-1].occurred_at) if ended else None
-
-    was_answered = bool(answered) or answered_at is not None
-    disposition_value: ev.Disposition.ValueType = ev.DISPOSITION_UNSPECIFIED
-    sip_status = sip_reason = q850 = hangup_by = None
-    if last_ended is not None:
-        sip_status = last_ended.sip_status or None
-        sip_reason = last_ended.sip_reason or None
-        q850 = last_ended.q850_cause or (q850_for_sip_status(sip_status) if sip_status else None)
-        hangup_by = HANGUP_BY_NAMES.get(last_ended.hangup_by)
-        disposition_value = last_ended.disposition
-        if disposition_value == ev.DISPOSITION_UNSPECIFIED:
-            disposition_value = (
-                ev.DISPOSITION_ANSWERED
-                if was_answered
-                else disposition_for_unanswered(
-                    direction_value or ev.DIRECTION_INBOUND,
-                    sip_status or 0,
-                    cancelled_by_caller=last_ended.hangup_by == ev.HANGUP_BY_CALLER,
-                )
-            )
-        was_answered = was_answered or disposition_value == ev.DISPOSITION_ANSWERED
-    disposition = DISPOSITION_NAMES.get(disposition_value)
-
-    ring_end = answered_at if was_answered else ended_at
-    ring_ms = _ms(started_at, ring_end) if ring_end is not None else None
-    talk_ms: int | None = None
-    if ended_at is not None:
-        talk_ms = _ms(answered_at, ended_at) if answered_at is not None else (None if was_answered else 0)
-
-    # Who the call is for: the extension that answered an inbound or internal call, else the header's.
-    answered_extension = _first(e.answered.extension for e in answered) or (
-        last_ended.answered_extension if last_ended is not None else ""
-    )
-    extension = _last(event.extension for event in ordered)
-    if answered_extension and direction_value != ev.DIRECTION_OUTBOUND:
-        extension = answered_extension
-
-    context: dict[str, str] = {}
-    for event in ordered:
-        context.update(event.context)
-
-    return CallRecord(
-        call_id=ordered[0].call_id,
-        direction=direction,
-        caller_number=_last(event.caller.number for event in ordered),
-        caller_e164=_last(event.caller.e164 for event in ordered),
-        caller_name=_last(event.caller.display_name for event in ordered),
-        callee_number=_last(event.callee.number for event in ordered),
-        callee_e164=_last(event.callee.e164 for event in ordered),
-        callee_name=_last(event.callee.display_name for event in ordered),
-        line=_last(event.line for event in ordered),
-        extension=extension,
-        employee_id=_last(event.employee_id for event in ordered),
-        sip_call_id=_first(event.sip_call_id for event in ordered),
-        started_at=started_at,
-        answered_at=answered_at,
-        ended_at=ended_at,
-        ring_ms=ring_ms,
-        talk_ms=talk_ms,
-        disposition=disposition,
-        sip_status=sip_status,
-        sip_reason=sip_reason,
-        q850_cause=q850,
-        hangup_by=hangup_by,
-        state="ended" if ended else ("answered" if was_answered else "ringing"),
-        incomplete=not offered or (was_answered and answered_at is None),
-        context=context,
-        last_sequence=max(event.sequence for event in ordered),
-    )
-
-
-def _min(values: Iterable[datetime | None]) -> datetime | None:
-    present = [value for value in values if value is not None]
-    return min(present) if present else None
-
-
-def _last_set(values: Iterable[E]) -> E | None:
-    """The last value that is not the enum's UNSPECIFIED (0)."""
-    found = None
-    for value in values:
-        if value:
-            found = value
-    return found
-
-
-# --- page cursors --------------------------------------------------------------------------------
-
-_CURSOR_DOMAIN = b"telecrm.calls.cursor.v1|"
-
-
-def encode_cursor(
-    secret: bytes, started_at: datetime, call_id: str, *, domain: bytes = _CURSOR_DOMAIN
-) -> str:
-    """An opaque page token for the position (started_at, call_id), signed with HMAC-SHA256.
-
-    ``domain`` tells the lists apart: a token of one list is refused by another.
-    """
-    micros = (started_at - EPOCH) // timedelta(microseconds=1)
-    payload = f"{micros}|{call_id}".encode()
-    tag = hmac.new(secret, domain + payload, hashlib.sha256).digest()
-    return f"{_b64encode(payload)}.{_b64encode(tag)}"
-
-
-def decode_cursor(secret: bytes, token: str, *, domain: bytes = _CURSOR_DOMAIN) -> tuple[datetime, str]:
-    """The position a token stands for; raises InvalidCursor unless this service signed it."""
-    try:
-        payload_part, tag_part = token.split(".")
-        payload, tag = _b64decode(payload_part), _b64decode(tag_part)
-    except (ValueError, binascii.Error):
-        raise InvalidCursor("not a page cursor of this service") from None
-    expected = hmac.new(secret, domain + payload, hashlib.sha256).digest()
-    if not hmac.compare_digest(tag, expected):
-        raise InvalidCursor("page cursor signature does not match")
-    try:
-        micros_text, call_id = payload.decode().split("|", 1)
-        started_at = EPOCH + timedelta(microseconds=int(micros_text))
-    except (ValueError, OverflowError):
-        raise InvalidCursor("page cursor is malformed") from None
-    return started_at, call_id
-
-
-def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64decode(text: str) -> bytes:
-    if not text or not text.isascii():
-        raise ValueError("empty or non-ASCII")
-    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
-
-
-# --- queries -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CallQuery:
-    """Filters of the call list. Names are the telephony names (``missed``, ``inbound``...)."""
-
-    number: str | None = None
-    extension: str | None = None
-    dispositions: tuple[str, ...] = ()
-    direction: str | None = None
-    started_from: datetime | None = None  # inclusive
-    started_to: datetime | None = None  # exclusive
-    limit: int = DEFAULT_PAGE_SIZE
-    cursor: str | None = None
-    include_total: bool = False  # also count the matching calls (one COUNT query)
-
-
-@dataclass(frozen=True)
-class CallEntry:
-    call: Call
-    has_recording: bool
-
-
-@dataclass(frozen=True)
-class CallPage:
-    items: list[CallEntry]
-    next_cursor: str | None
-    total: int | None = None  # calls matching the filters on all pages, when asked for
 
 
 @dataclass
@@ -421,9 +127,6 @@ class CallLogService:
                     }
                     records = [build_record(call_events[call_id]) for call_id in touched]
                     await repository.upsert_calls(session, records)
-                    # Imported here: telecrm_calls.missed builds on this module.
-                    from telecrm_calls import missed
-
                     result.missed_events = await missed.track(session, records, call_events)
                 result.calls = touched
             if recordings:
@@ -511,3 +214,29 @@ class CallLogService:
             started_from=query.started_from,
             started_to=query.started_to,
         )
+
+
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "EPOCH",
+    "EXPORT_CHUNK_SIZE",
+    "MAX_PAGE_SIZE",
+    "STATES",
+    "CallEntry",
+    "CallLogService",
+    "CallNotFound",
+    "CallPage",
+    "CallQuery",
+    "CallRecord",
+    "CallsError",
+    "IngestResult",
+    "InvalidCursor",
+    "InvalidQuery",
+    "TelEvent",
+    "build_record",
+    "decode_cursor",
+    "encode_cursor",
+    "event_row",
+    "recording_row",
+    "timestamp",
+]
