@@ -26,7 +26,7 @@ def event_of_kind(kind: str, **fields: object) -> ev.CallEvent:
 
 def test_every_kind_of_the_proto_has_a_subject() -> None:
     assert sorted(CALL_SUBJECTS) == sorted(KINDS)
-    assert KINDS == ["offered", "ringing", "answered", "held", "resumed", "transferred", "ended"]
+    assert KINDS == ["offered", "ringing", "answered", "held", "resumed", "transferred", "ended", "leg_ended"]
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -169,6 +169,12 @@ class CallLogServicer(calls_pb2_grpc.CallLogServicer):
             total_size=page.total,
         )
 
+    async def UpdateCallNotes(
+        self, request: calls_pb2.UpdateCallNotesRequest, context: grpc.aio.ServicerContext
+    ) -> calls_pb2.Call:
+        await _abort(context, grpc.StatusCode.UNIMPLEMENTED, "call notes are being built")
+        raise AssertionError("unreachable")
+
 
 def add_to_server(
     server: grpc.aio.Server, service: CallLogService, missed: MissedCallLog | None = None

@@ -5,7 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    false,
+    text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -89,6 +102,29 @@ class Call(CallsBase):
     last_sequence: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # --- from the call rules and the numbers registry (recomputed with the record) ---
+    team_id: Mapped[str | None] = mapped_column(String)
+    # A missed inbound call, or an outgoing external call that did not get through (missed outgoing).
+    missed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    recorded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The digits of both parties' numbers ("<caller> <callee>", raw and E.164): the number search.
+    party_digits: Mapped[str | None] = mapped_column(String)
+    legs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+    transfers: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+    # --- links: from the click-to-call context and the registry, until an agent edits them ---
+    contact_id: Mapped[str | None] = mapped_column(String)
+    task_id: Mapped[str | None] = mapped_column(String)
+    ticket_id: Mapped[str | None] = mapped_column(String)
+    links_edited: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # --- notes: the call-registration form, edited only over the API ---
+    reason: Mapped[str | None] = mapped_column(String)
+    result: Mapped[str | None] = mapped_column(String)
+    comment: Mapped[str | None] = mapped_column(String)
+    notes_version: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    notes_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    notes_updated_by: Mapped[str | None] = mapped_column(String)
+    # Revision of the record as last published on calls.record.* (0: never published).
+    published_revision: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
     __table_args__ = (
         # The list order is (started_at DESC, call_id DESC): a B-tree scanned backwards serves it.
@@ -99,6 +135,116 @@ class Call(CallsBase):
         Index(None, "callee_e164"),
         Index(None, "caller_number"),
         Index(None, "callee_number"),
+        Index(None, "contact_id", "started_at", "call_id"),
+        Index(None, "missed", "started_at", "call_id"),
+        # The number search is LIKE '%digits%': a trigram GIN index on PostgreSQL (pg_trgm), a plain
+        # index on SQLite (where the search scans).
+        Index(
+            None,
+            "party_digits",
+            postgresql_using="gin",
+            postgresql_ops={"party_digits": "gin_trgm_ops"},
+        ),
+    )
+
+
+class CallParty(CallsBase):
+    """Who a call involved: one row per extension (the one that answered or placed it, every ring-group
+    leg, every transfer target), with its employee and team at the time. The employee and team views
+    of the call log and the reports select calls through it."""
+
+    __tablename__ = "call_parties"
+
+    call_id: Mapped[str] = mapped_column(String, primary_key=True)
+    extension: Mapped[str] = mapped_column(String, primary_key=True)  # "" when only the employee is known
+    employee_id: Mapped[str | None] = mapped_column(String)
+    team_id: Mapped[str | None] = mapped_column(String)
+    # answered, placed (outgoing), rang (a leg that did not answer), transferred (a transfer target)
+    role: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the call's, for index-only period scans
+
+    __table_args__ = (
+        Index(None, "employee_id", "started_at", "call_id"),
+        Index(None, "team_id", "started_at", "call_id"),
+        Index(None, "extension", "started_at", "call_id"),
+    )
+
+
+class Employee(CallsBase):
+    """Read model of crm's employees (``crm.employee.*``): names and teams for the log and reports."""
+
+    __tablename__ = "employees"
+
+    employee_id: Mapped[str] = mapped_column(String, primary_key=True)
+    name: Mapped[str | None] = mapped_column(String)
+    email: Mapped[str | None] = mapped_column(String)
+    extension: Mapped[str | None] = mapped_column(String)  # crm's copy; the registry below decides
+    team_id: Mapped[str | None] = mapped_column(String, index=True)
+    team_name: Mapped[str | None] = mapped_column(String)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    version: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Contact(CallsBase):
+    """Read model of crm's contacts (``crm.contact.*``); their phones are rows of :class:`Number`."""
+
+    __tablename__ = "contacts"
+
+    contact_id: Mapped[str] = mapped_column(String, primary_key=True)
+    kind: Mapped[str | None] = mapped_column(String(16))  # person, company
+    name: Mapped[str | None] = mapped_column(String)
+    company_id: Mapped[str | None] = mapped_column(String)
+    company_name: Mapped[str | None] = mapped_column(String)
+    responsible_employee_id: Mapped[str | None] = mapped_column(String)
+    merged_into: Mapped[str | None] = mapped_column(String)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    version: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Number(CallsBase):
+    """The numbers registry: one list of internal extensions (edited here) and contacts' numbers
+    (copied from crm's contact events, edited only in crm)."""
+
+    __tablename__ = "numbers"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # internal, contact
+    number: Mapped[str] = mapped_column(String)  # as entered: "101", "+7 (499) 369-04-39"
+    e164: Mapped[str | None] = mapped_column(String)
+    digits: Mapped[str] = mapped_column(String)  # digits of the number, for partial search
+    label: Mapped[str | None] = mapped_column(String)  # "Reception", "mobile"...
+    employee_id: Mapped[str | None] = mapped_column(String)  # internal: the responsible employee
+    contact_id: Mapped[str | None] = mapped_column(String)  # contact: whose number it is
+    phone_kind: Mapped[str | None] = mapped_column(String(16))  # contact: mobile, work, home, fax
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        # An extension is registered once; a contact lists a number once (two contacts may share one).
+        Index(
+            "uq_numbers_internal_number",
+            "number",
+            unique=True,
+            postgresql_where=text("kind = 'internal'"),
+            sqlite_where=text("kind = 'internal'"),
+        ),
+        Index(
+            "uq_numbers_contact_digits",
+            "contact_id",
+            "digits",
+            unique=True,
+            postgresql_where=text("kind = 'contact'"),
+            sqlite_where=text("kind = 'contact'"),
+        ),
+        Index(None, "kind", "number", "id"),
+        Index(None, "e164"),
+        Index(None, "digits"),
+        Index(None, "employee_id"),
+        Index(None, "contact_id"),
     )
 
 

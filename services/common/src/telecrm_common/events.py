@@ -12,14 +12,16 @@ from typing import TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
+from telecrm.calls.v1 import call_log_events_pb2 as record_pb
 from telecrm.calls.v1 import missed_calls_pb2 as missed_pb
+from telecrm.crm.v1 import directory_events_pb2 as directory_pb
 from telecrm.events.v1 import call_events_pb2 as ev
 from telecrm_common.bus import ConsumerSpec, InvalidMessage, StreamSpec
 
 CALL_SUBJECT_PREFIX = "tel.call"
 CALL_SUBJECTS = {
     kind: f"{CALL_SUBJECT_PREFIX}.{kind}"
-    for kind in ("offered", "ringing", "answered", "held", "resumed", "transferred", "ended")
+    for kind in ("offered", "ringing", "answered", "held", "resumed", "transferred", "ended", "leg_ended")
 }
 RECORDING_READY_SUBJECT = "tel.recording.ready"
 # Published by the call log (on the CALLS stream): the member of MissedCallEvent's ``kind`` names it.
@@ -28,11 +30,22 @@ MISSED_CALL_SUBJECTS = {
     kind: f"{MISSED_CALL_SUBJECT_PREFIX}.{kind}" for kind in ("created", "updated", "resolved")
 }
 
+# Published by the call log: the member of CallRecordEvent's ``kind`` names it.
+CALL_RECORD_SUBJECT_PREFIX = "calls.record"
+CALL_RECORD_SUBJECTS = {kind: f"{CALL_RECORD_SUBJECT_PREFIX}.{kind}" for kind in ("created", "updated")}
+# Published by crm about its employees and contacts (read models elsewhere).
+EMPLOYEE_SUBJECT_PREFIX = "crm.employee"
+CONTACT_SUBJECT_PREFIX = "crm.contact"
+DIRECTORY_KINDS = ("created", "updated", "deleted")
+EMPLOYEE_SUBJECTS = {kind: f"{EMPLOYEE_SUBJECT_PREFIX}.{kind}" for kind in DIRECTORY_KINDS}
+CONTACT_SUBJECTS = {kind: f"{CONTACT_SUBJECT_PREFIX}.{kind}" for kind in DIRECTORY_KINDS}
+
 T = TypeVar("T", bound=Message)
 
 TEL_STREAM = StreamSpec(name="TEL", subjects=("tel.>",))
 CALLS_STREAM = StreamSpec(name="CALLS", subjects=("calls.>",))
-STREAMS: tuple[StreamSpec, ...] = (TEL_STREAM, CALLS_STREAM)
+CRM_STREAM = StreamSpec(name="CRM", subjects=("crm.>",))
+STREAMS: tuple[StreamSpec, ...] = (TEL_STREAM, CALLS_STREAM, CRM_STREAM)
 
 
 def call_event_subject(event: ev.CallEvent) -> str:
@@ -116,6 +129,76 @@ def missed_calls_consumer(durable: str, **overrides: object) -> ConsumerSpec[mis
         durable=durable,
         filter_subjects=(f"{MISSED_CALL_SUBJECT_PREFIX}.>",),
         decode=decode_missed_call_event,
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+def call_record_subject(event: record_pb.CallRecordEvent) -> str:
+    """The subject a call-record event is published on: ``calls.record.<kind>``."""
+    kind = event.WhichOneof("kind")
+    if kind is None:
+        raise ValueError("a CallRecordEvent needs its kind set (created or updated)")
+    return CALL_RECORD_SUBJECTS[kind]
+
+
+def decode_call_record_event(subject: str, data: bytes) -> record_pb.CallRecordEvent:
+    """Decode and validate a CallRecordEvent; raise InvalidMessage when it cannot be handled."""
+    event = _parse(record_pb.CallRecordEvent, data)
+    kind = event.WhichOneof("kind")
+    if not event.event_id or kind is None or not getattr(event, kind).call_id:
+        raise InvalidMessage("CallRecordEvent without event_id, kind or call_id")
+    if subject.startswith(CALL_RECORD_SUBJECT_PREFIX + ".") and subject != CALL_RECORD_SUBJECTS[kind]:
+        raise InvalidMessage(f"a {kind} call-record event on {subject}")
+    return event
+
+
+def call_records_consumer(durable: str, **overrides: object) -> ConsumerSpec[record_pb.CallRecordEvent]:
+    """A durable consumer of the call log's record events (``calls.record.*``), for crm's journal."""
+    return ConsumerSpec(
+        stream=CALLS_STREAM.name,
+        durable=durable,
+        filter_subjects=(f"{CALL_RECORD_SUBJECT_PREFIX}.>",),
+        decode=decode_call_record_event,
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+DirectoryEvent = directory_pb.EmployeeEvent | directory_pb.ContactEvent
+
+
+def directory_event_subject(event: DirectoryEvent) -> str:
+    """``crm.employee.<kind>`` or ``crm.contact.<kind>``."""
+    kind = event.WhichOneof("kind")
+    if kind is None:
+        raise ValueError(f"a {type(event).__name__} needs its kind set (created, updated or deleted)")
+    subjects = EMPLOYEE_SUBJECTS if isinstance(event, directory_pb.EmployeeEvent) else CONTACT_SUBJECTS
+    return subjects[kind]
+
+
+def decode_directory_event(subject: str, data: bytes) -> DirectoryEvent:
+    """Decoder for a consumer of crm's employee and contact events."""
+    event: DirectoryEvent
+    if subject.startswith(EMPLOYEE_SUBJECT_PREFIX + "."):
+        event, subjects, key = _parse(directory_pb.EmployeeEvent, data), EMPLOYEE_SUBJECTS, "employee_id"
+    elif subject.startswith(CONTACT_SUBJECT_PREFIX + "."):
+        event, subjects, key = _parse(directory_pb.ContactEvent, data), CONTACT_SUBJECTS, "contact_id"
+    else:
+        raise InvalidMessage(f"no event type is declared for {subject}")
+    kind = event.WhichOneof("kind")
+    if not event.event_id or kind is None or not getattr(getattr(event, kind), key):
+        raise InvalidMessage(f"{type(event).__name__} without event_id, kind or {key}")
+    if subject != subjects[kind]:
+        raise InvalidMessage(f"a {kind} {type(event).__name__} on {subject}")
+    return event
+
+
+def directory_consumer(durable: str, **overrides: object) -> ConsumerSpec[DirectoryEvent]:
+    """A durable consumer of crm's employee and contact events (``crm.employee.*``, ``crm.contact.*``)."""
+    return ConsumerSpec(
+        stream=CRM_STREAM.name,
+        durable=durable,
+        filter_subjects=(f"{EMPLOYEE_SUBJECT_PREFIX}.>", f"{CONTACT_SUBJECT_PREFIX}.>"),
+        decode=decode_directory_event,
         **overrides,  # type: ignore[arg-type]
     )
 
