@@ -13,9 +13,13 @@ from telecrm_calls.main import MIGRATIONS
 from telecrm_calls.models import (
     Call,
     CallEventRow,
+    CallParty,
+    Contact,
+    Employee,
     MissedCall,
     MissedCallMember,
     MissedCallTarget,
+    Number,
     OutboxMessage,
     Recording,
 )
@@ -44,7 +48,7 @@ async def database(migrated_url: str) -> AsyncIterator[Database]:
 async def db(database: Database) -> Database:
     """The session's database, emptied for this test."""
     async with database.session() as session:
-        for model in (Call, CallEventRow, Recording):
+        for model in (Call, CallEventRow, CallParty, Recording, Employee, Contact, Number):
             await session.execute(delete(model))
         for model in (MissedCallMember, MissedCallTarget, MissedCall, OutboxMessage):
             await session.execute(delete(model))
