@@ -126,13 +126,16 @@ async def test_unknown_call_answers_404(client: httpx.AsyncClient) -> None:
     assert response.json() == {"detail": "call 'nope' not found"}
 
 
+FILTERS = (
+    *("number", "extension", "employee_id", "team_id", "contact_id", "disposition", "direction", "state"),
+    *("recorded", "missed", "from", "to", "sort"),
+)
+
+
 async def test_openapi_documents_the_parameters(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     names = {p["name"] for p in spec["paths"]["/calls"]["get"]["parameters"]}
-    assert names == {
-        *("number", "extension", "disposition", "direction", "from", "to", "limit", "cursor"),
-        "include_total",
-    }
+    assert names == {*FILTERS, "scope", "x-employee-id", "limit", "cursor", "include_total"}
     assert "/calls/{call_id}" in spec["paths"]
 
 

@@ -167,7 +167,10 @@ async def test_export_route_is_not_taken_for_a_call_id(
     assert (await client.get("/calls/a-0")).json()["call_id"] == "a-0"
     spec = (await client.get("/openapi.json")).json()
     names = {p["name"] for p in spec["paths"]["/calls/export.csv"]["get"]["parameters"]}
-    assert names == {"number", "extension", "disposition", "direction", "from", "to"}
+    assert names == {
+        *("number", "extension", "employee_id", "team_id", "contact_id", "disposition", "direction"),
+        *("state", "recorded", "missed", "from", "to", "sort", "scope", "x-employee-id"),
+    }
 
 
 @pytest.mark.parametrize(

@@ -156,7 +156,12 @@ def test_missing_offer_gives_an_incomplete_record_with_the_repeated_start() -> N
     assert record.incomplete is True
     assert record.started_at == T0  # repeated by answered and ended
     assert (record.ring_ms, record.talk_ms, record.disposition) == (5000, 60000, "answered")
-    assert record_values(build_record(events)) | {"incomplete": True} == record_values(record)
+    # The same record, but for the leg's ring time (its ringing event was not seen).
+    complete = record_values(build_record(events))
+    assert complete | {"incomplete": True, "legs": record.legs} == record_values(record)
+    assert [(leg["extension"], leg["disposition"], leg["rang_at"]) for leg in record.legs] == [
+        ("101", "answered", None)
+    ]
 
 
 def test_lone_ended_without_repeated_times_starts_at_its_own_time() -> None:

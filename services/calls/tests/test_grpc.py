@@ -106,6 +106,28 @@ async def test_list_pages_and_filters(stub: calls_pb2_grpc.CallLogStub, seeded: 
     assert page.next_page_token == ""
 
 
+async def test_list_by_employee_state_missed_and_oldest_first(
+    stub: calls_pb2_grpc.CallLogStub, seeded: CallLogService
+) -> None:
+    live = CallScript("g-live", start=T0.replace(hour=12), employee_id="emp-1")
+    await seeded.ingest([live.offered(), live.ringing(0.1)])
+
+    page = await stub.ListCalls(calls_pb2.ListCallsRequest(employee_id="emp-1", include_total=True))
+    assert ([c.call_id for c in page.calls], page.total_size) == (["g-live", "g-1"], 2)
+    page = await stub.ListCalls(calls_pb2.ListCallsRequest(employee_id="emp-1", states=["ended"]))
+    assert [c.call_id for c in page.calls] == ["g-1"]
+    page = await stub.ListCalls(calls_pb2.ListCallsRequest(missed=True))
+    assert [(c.call_id, c.missed) for c in page.calls] == [("g-busy", True)]  # a missed outgoing call
+    page = await stub.ListCalls(calls_pb2.ListCallsRequest(recorded=False, sort="oldest", page_size=2))
+    assert [c.call_id for c in page.calls] == ["g-0", "g-1"]
+    page = await stub.ListCalls(
+        calls_pb2.ListCallsRequest(
+            recorded=False, sort="oldest", page_size=2, page_token=page.next_page_token
+        )
+    )
+    assert [c.call_id for c in page.calls] == ["g-2", "g-3"]
+
+
 @pytest.mark.parametrize(
     ("request_", "code", "field"),
     [
@@ -122,6 +144,8 @@ async def test_list_pages_and_filters(stub: calls_pb2_grpc.CallLogStub, seeded: 
             "started_to",
         ),
         (calls_pb2.ListCallsRequest(number="abc"), grpc.StatusCode.INVALID_ARGUMENT, "number"),
+        (calls_pb2.ListCallsRequest(states=["gone"]), grpc.StatusCode.INVALID_ARGUMENT, "states"),
+        (calls_pb2.ListCallsRequest(sort="loudest"), grpc.StatusCode.INVALID_ARGUMENT, "sort"),
         (
             calls_pb2.ListCallsRequest(dispositions=[ev.Disposition.ValueType(42)]),
             grpc.StatusCode.INVALID_ARGUMENT,

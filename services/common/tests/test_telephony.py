@@ -6,10 +6,12 @@ import pytest
 
 from telecrm.events.v1 import call_events_pb2 as ev
 from telecrm_common.telephony import (
-    ASTERISK_DISPOSITION,
     DISPOSITION_BY_NAME,
+    DISPOSITION_CODES,
     DISPOSITION_NAMES,
+    bitrix24_status,
     digits,
+    is_missed_call,
     disposition_for_unanswered,
     normalize_number,
     q850_for_sip_status,
@@ -131,12 +133,58 @@ def test_cancelled_by_caller_wins_over_the_status() -> None:
     assert disposition_for_unanswered(INBOUND, 486, cancelled_by_caller=True) == ev.DISPOSITION_MISSED
 
 
-def test_every_disposition_has_a_name_and_an_asterisk_name() -> None:
+def test_every_disposition_has_a_name_and_the_codes_of_each_system() -> None:
     named = {value for value in ev.Disposition.values() if value != ev.DISPOSITION_UNSPECIFIED}
     assert set(DISPOSITION_NAMES) == named
-    assert set(ASTERISK_DISPOSITION) == named
+    assert set(DISPOSITION_CODES) == named
     assert {DISPOSITION_BY_NAME[name] for name in DISPOSITION_NAMES.values()} == named
-    assert set(ASTERISK_DISPOSITION.values()) <= {"ANSWERED", "NO ANSWER", "BUSY", "FAILED", "CONGESTION"}
+    codes = DISPOSITION_CODES.values()
+    # The vocabularies as the systems define them: nothing of our own invention in these columns.
+    assert {c.asterisk_cdr for c in codes} <= {"ANSWERED", "NO ANSWER", "BUSY", "FAILED", "CONGESTION"}
+    dialstatus = {"ANSWER", "BUSY", "NOANSWER", "CANCEL", "CONGESTION", "CHANUNAVAIL", "DONTCALL", "TORTURE"}
+    assert {c.asterisk_dialstatus for c in codes} <= dialstatus
+    assert {c.bitrix24 for c in codes} <= {"200", "304", "603", "603-S", "403", "404", "486", "484", "503", "480"}
+    assert all(1 <= c.q850 <= 127 for c in codes)
+
+
+@pytest.mark.parametrize(
+    ("disposition", "sip_status", "status"),
+    [
+        (ev.DISPOSITION_ANSWERED, 200, "200"),
+        (ev.DISPOSITION_MISSED, 487, "304"),
+        (ev.DISPOSITION_BUSY, 486, "486"),
+        (ev.DISPOSITION_REJECTED, 603, "603"),
+        (ev.DISPOSITION_CANCELLED, 487, "603-S"),
+        (ev.DISPOSITION_FAILED, 404, "404"),
+        (ev.DISPOSITION_FAILED, 484, "484"),
+        (ev.DISPOSITION_FAILED, 500, "503"),
+        (ev.DISPOSITION_UNSPECIFIED, 0, "OTHER"),
+    ],
+)
+def test_bitrix24_status_codes(disposition: ev.Disposition.ValueType, sip_status: int, status: str) -> None:
+    assert bitrix24_status(disposition, sip_status) == status
+
+
+@pytest.mark.parametrize(
+    ("direction", "disposition", "missed"),
+    [
+        (ev.DIRECTION_INBOUND, ev.DISPOSITION_MISSED, True),
+        (ev.DIRECTION_INBOUND, ev.DISPOSITION_NO_ANSWER, True),
+        (ev.DIRECTION_INBOUND, ev.DISPOSITION_BUSY, False),  # it reached an agent who was busy
+        (ev.DIRECTION_INBOUND, ev.DISPOSITION_ANSWERED, False),
+        (ev.DIRECTION_INTERNAL, ev.DISPOSITION_MISSED, True),
+        (ev.DIRECTION_OUTBOUND, ev.DISPOSITION_NO_ANSWER, True),  # a missed outgoing call
+        (ev.DIRECTION_OUTBOUND, ev.DISPOSITION_BUSY, True),
+        (ev.DIRECTION_OUTBOUND, ev.DISPOSITION_FAILED, True),
+        (ev.DIRECTION_OUTBOUND, ev.DISPOSITION_CANCELLED, True),
+        (ev.DIRECTION_OUTBOUND, ev.DISPOSITION_ANSWERED, False),
+        (ev.DIRECTION_OUTBOUND, ev.DISPOSITION_UNSPECIFIED, False),  # still going on
+    ],
+)
+def test_what_counts_as_a_missed_call(
+    direction: ev.Direction.ValueType, disposition: ev.Disposition.ValueType, missed: bool
+) -> None:
+    assert is_missed_call(direction, disposition) is missed
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
@@ -69,6 +69,28 @@ def call_filters(
         datetime | None,
         Query(alias="to", description="Calls started before this time (exclusive); later than `from`"),
     ] = None,
+    employee_id: Annotated[
+        str | None,
+        Query(
+            max_length=100, description="Calls that involved this employee (answered, placed, rang, transfer)"
+        ),
+    ] = None,
+    team_id: Annotated[
+        str | None, Query(max_length=100, description="Calls that involved anyone of this team")
+    ] = None,
+    contact_id: Annotated[str | None, Query(max_length=100)] = None,
+    state: Annotated[
+        list[Literal["ringing", "answered", "ended"]] | None,
+        Query(description="Repeat to match any of several states; live calls are ringing or answered"),
+    ] = None,
+    recorded: Annotated[
+        bool | None, Query(description="Only calls with (true) or without (false) a recording")
+    ] = None,
+    missed: Annotated[
+        bool | None,
+        Query(description="Only missed calls (true: missed inbound and unsuccessful outgoing) or the others"),
+    ] = None,
+    sort: Annotated[Literal["newest", "oldest"], Query(description="Order by start time")] = "newest",
 ) -> CallQuery:
     """The filter parameters shared by ``GET /calls`` and ``GET /calls/export.csv``."""
     return CallQuery(
@@ -78,7 +100,44 @@ def call_filters(
         direction=direction,
         started_from=as_utc(started_from),
         started_to=as_utc(started_to),
+        employee_id=employee_id,
+        team_id=team_id,
+        contact_id=contact_id,
+        states=tuple(state or ()),
+        recorded=recorded,
+        missed=missed,
+        sort=sort,
     )
+
+
+Scope = Literal["mine", "team", "all"]
+SCOPE_DESCRIPTION = (
+    "Whose calls: `mine` (the calls of the user named by `X-Employee-Id`; the default when that header is "
+    "sent and no extension, employee or team filter is given), `team` (the user's team) or `all`."
+)
+EMPLOYEE_HEADER_DESCRIPTION = (
+    "The employee the request is made for, set by the API gateway or the web app until services check "
+    "tokens themselves"
+)
+
+
+async def scoped(
+    service: CallLogService, query: CallQuery, scope: Scope | None, employee: str | None
+) -> CallQuery:
+    """The query narrowed to the user's own calls or team, as asked for (and by default)."""
+    if scope is None:
+        explicit = query.extension or query.employee_id or query.team_id
+        scope = "mine" if employee and not explicit else "all"
+    if scope == "all":
+        return query
+    if not employee:
+        raise invalid_query_parameter("scope", f"{scope} needs the X-Employee-Id header", scope)
+    if scope == "mine":
+        return replace(query, employee_id=employee)
+    team = await service.team_of(employee)
+    if team is None:
+        raise invalid_query_parameter("scope", f"employee {employee} has no team", scope)
+    return replace(query, team_id=team)
 
 
 def _invalid(query: CallQuery, exc: InvalidQuery) -> RequestValidationError:
@@ -92,12 +151,18 @@ def calls_router(service: CallLogService) -> APIRouter:
     @router.get(
         "",
         summary="List calls, newest first",
-        description="Calls filtered by number, extension, disposition, direction and period, ordered by "
-        "start time (newest first), one page at a time: pass `next_cursor` back as `cursor`.",
+        description="Calls filtered by number, extension, employee, team, contact, disposition, direction, "
+        "state, recording, missed and period (any combination), ordered by start time (newest first, or "
+        "oldest first with `sort=oldest`), one page at a time: pass `next_cursor` back as `cursor`. "
+        "With an `X-Employee-Id` header and no other whose-calls filter, the user's own calls.",
         responses={400: {"model": ErrorOut, "description": "The cursor is not one this service issued"}},
     )
     async def list_calls(
         filters: Annotated[CallQuery, Depends(call_filters)],
+        scope: Annotated[Scope | None, Query(description=SCOPE_DESCRIPTION)] = None,
+        x_employee_id: Annotated[
+            str | None, Header(max_length=100, description=EMPLOYEE_HEADER_DESCRIPTION)
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size")] = DEFAULT_PAGE_SIZE,
         cursor: Annotated[
             str | None, Query(max_length=1024, description="`next_cursor` of the previous page")
@@ -106,6 +171,7 @@ def calls_router(service: CallLogService) -> APIRouter:
             bool, Query(description="Count the calls matching the filters (`total`); false skips it")
         ] = True,
     ) -> CallPageOut:
+        filters = await scoped(service, filters, scope, x_employee_id)
         query = replace(filters, limit=limit, cursor=cursor or None, include_total=include_total)
         try:
             page = await service.list_calls(query)
@@ -128,7 +194,14 @@ def calls_router(service: CallLogService) -> APIRouter:
         response_class=StreamingResponse,
         responses={200: {"content": {"text/csv": {}}, "description": "The calls, one row each"}},
     )
-    async def export_calls(filters: Annotated[CallQuery, Depends(call_filters)]) -> StreamingResponse:
+    async def export_calls(
+        filters: Annotated[CallQuery, Depends(call_filters)],
+        scope: Annotated[Scope | None, Query(description=SCOPE_DESCRIPTION)] = None,
+        x_employee_id: Annotated[
+            str | None, Header(max_length=100, description=EMPLOYEE_HEADER_DESCRIPTION)
+        ] = None,
+    ) -> StreamingResponse:
+        filters = await scoped(service, filters, scope, x_employee_id)
         try:
             chunks = service.export_calls(filters)
         except InvalidQuery as exc:

@@ -9,9 +9,10 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from telecrm.calls.v1 import calls_pb2, calls_pb2_grpc
-from telecrm.events.v1 import call_events_pb2 as ev
 from telecrm_calls.missed import STATE_NAMES, MissedCallLog, MissedCallQuery, missed_call_message
 from telecrm_calls.models import Call
+from telecrm_calls.notes import NOTE_FIELDS, CallNotesService, InvalidNotes, NotesConflict
+from telecrm_calls.record_events import call_proto
 from telecrm_calls.service import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -21,29 +22,14 @@ from telecrm_calls.service import (
     InvalidCursor,
     InvalidQuery,
 )
-from telecrm_common.telephony import (
-    DIRECTION_BY_NAME,
-    DIRECTION_NAMES,
-    DISPOSITION_BY_NAME,
-    DISPOSITION_NAMES,
-    HANGUP_BY_NAMES,
-)
+from telecrm_common.telephony import DIRECTION_NAMES, DISPOSITION_NAMES
 
 SERVICE_NAME = calls_pb2.DESCRIPTOR.services_by_name["CallLog"].full_name
-HANGUP_BY_BY_NAME = {name: value for value, name in HANGUP_BY_NAMES.items()}
 
 
 async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
     await context.abort(code, message)
     raise AssertionError("context.abort returned")  # it raises; this tells the type checker
-
-
-def _timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def _datetime(
@@ -55,35 +41,9 @@ def _datetime(
     return stamp.ToDatetime(tzinfo=UTC)
 
 
-def call_message(call: Call) -> calls_pb2.Call:
-    """The protobuf of a call record."""
-    return calls_pb2.Call(
-        call_id=call.call_id,
-        direction=DIRECTION_BY_NAME.get(call.direction or "", ev.DIRECTION_UNSPECIFIED),
-        caller=ev.Party(
-            number=call.caller_number or "", e164=call.caller_e164 or "", display_name=call.caller_name or ""
-        ),
-        callee=ev.Party(
-            number=call.callee_number or "", e164=call.callee_e164 or "", display_name=call.callee_name or ""
-        ),
-        line=call.line or "",
-        extension=call.extension or "",
-        employee_id=call.employee_id or "",
-        started_at=_timestamp(call.started_at),
-        answered_at=_timestamp(call.answered_at),
-        ended_at=_timestamp(call.ended_at),
-        ring_ms=min(call.ring_ms or 0, 2**32 - 1),
-        talk_ms=min(call.talk_ms or 0, 2**32 - 1),
-        disposition=DISPOSITION_BY_NAME.get(call.disposition or "", ev.DISPOSITION_UNSPECIFIED),
-        sip_status=call.sip_status or 0,
-        sip_reason=call.sip_reason or "",
-        q850_cause=call.q850_cause or 0,
-        hangup_by=HANGUP_BY_BY_NAME.get(call.hangup_by or "", ev.HANGUP_BY_UNSPECIFIED),
-        state=call.state,
-        incomplete=call.incomplete,
-        context=dict(call.context or {}),
-        sip_call_id=call.sip_call_id or "",
-    )
+def call_message(call: Call, *, has_recording: bool | None = None) -> calls_pb2.Call:
+    """The protobuf of a call record: the one conversion, shared with the record events."""
+    return call_proto(call, has_recording=has_recording)
 
 
 class CallLogServicer(calls_pb2_grpc.CallLogServicer):
@@ -92,9 +52,15 @@ class CallLogServicer(calls_pb2_grpc.CallLogServicer):
     Bad filters and foreign page tokens answer INVALID_ARGUMENT, unknown calls NOT_FOUND.
     """
 
-    def __init__(self, service: CallLogService, missed: MissedCallLog | None = None) -> None:
+    def __init__(
+        self,
+        service: CallLogService,
+        missed: MissedCallLog | None = None,
+        notes: CallNotesService | None = None,
+    ) -> None:
         self._service = service
         self._missed = missed
+        self._notes = notes
 
     async def ListCalls(
         self, request: calls_pb2.ListCallsRequest, context: grpc.aio.ServicerContext
@@ -117,6 +83,14 @@ class CallLogServicer(calls_pb2_grpc.CallLogServicer):
             started_to=_datetime(request, "started_to"),
             limit=min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
             cursor=request.page_token or None,
+            employee_id=request.employee_id or None,
+            team_id=request.team_id or None,
+            contact_id=request.contact_id or None,
+            states=tuple(request.states),
+            recorded=request.recorded if request.HasField("recorded") else None,
+            missed=request.missed if request.HasField("missed") else None,
+            sort=request.sort or "newest",
+            include_total=request.include_total,
         )
         try:
             page = await self._service.list_calls(query)
@@ -125,7 +99,9 @@ class CallLogServicer(calls_pb2_grpc.CallLogServicer):
         except InvalidCursor as exc:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"page_token: {exc}")
         return calls_pb2.ListCallsResponse(
-            calls=[call_message(entry.call) for entry in page.items], next_page_token=page.next_cursor or ""
+            calls=[call_message(entry.call) for entry in page.items],
+            next_page_token=page.next_cursor or "",
+            total_size=page.total or 0,
         )
 
     async def GetCall(
@@ -172,11 +148,44 @@ class CallLogServicer(calls_pb2_grpc.CallLogServicer):
     async def UpdateCallNotes(
         self, request: calls_pb2.UpdateCallNotesRequest, context: grpc.aio.ServicerContext
     ) -> calls_pb2.Call:
-        await _abort(context, grpc.StatusCode.UNIMPLEMENTED, "call notes are being built")
-        raise AssertionError("unreachable")
+        """Change the notes fields of ``update_mask`` (all six when empty); "" clears a field.
+
+        INVALID_ARGUMENT names the field (``notes.reason``, ``update_mask``...), NOT_FOUND an unknown
+        call, FAILED_PRECONDITION a version that moved on (the message says the current one).
+        """
+        if self._notes is None:
+            await _abort(context, grpc.StatusCode.UNIMPLEMENTED, "call notes are not served here")
+        if not request.call_id:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "call_id: required")
+        paths = [path.removeprefix("notes.") for path in request.update_mask.paths] or list(NOTE_FIELDS)
+        unknown = [path for path in paths if path not in NOTE_FIELDS]
+        if unknown:
+            await _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"update_mask: unknown field {unknown[0]!r} (the notes are {', '.join(NOTE_FIELDS)})",
+            )
+        try:
+            entry = await self._notes.update_notes(
+                request.call_id,
+                {path: getattr(request.notes, path) for path in paths},
+                expected_version=request.expected_notes_version or None,
+                updated_by=request.updated_by or None,
+            )
+        except InvalidNotes as exc:
+            field = exc.field if exc.field == "updated_by" else f"notes.{exc.field}"
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {exc.message}")
+        except CallNotFound as exc:
+            await _abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
+        except NotesConflict as exc:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        return call_message(entry.call, has_recording=entry.has_recording)
 
 
 def add_to_server(
-    server: grpc.aio.Server, service: CallLogService, missed: MissedCallLog | None = None
+    server: grpc.aio.Server,
+    service: CallLogService,
+    missed: MissedCallLog | None = None,
+    notes: CallNotesService | None = None,
 ) -> None:
-    calls_pb2_grpc.add_CallLogServicer_to_server(CallLogServicer(service, missed), server)
+    calls_pb2_grpc.add_CallLogServicer_to_server(CallLogServicer(service, missed, notes), server)

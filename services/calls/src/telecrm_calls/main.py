@@ -13,13 +13,20 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from telecrm_calls import grpc as calls_grpc
+from telecrm_calls import numbers_grpc
 from telecrm_calls.api import DESCRIPTION, TITLE, calls_router
+from telecrm_calls.directory import DirectoryEventsConsumer, DirectoryReadModel, directory_consumer_spec
 from telecrm_calls.events import TelEventsConsumer, consumer_spec
 from telecrm_calls.missed import MissedCallLog
 from telecrm_calls.missed_api import missed_calls_router
+from telecrm_calls.notes import CallNotesService
+from telecrm_calls.notes_api import notes_router
+from telecrm_calls.numbers import NumbersRegistry
+from telecrm_calls.numbers_api import numbers_router
 from telecrm_calls.outbox import OutboxPublisher
 from telecrm_calls.recordings import RecordingFiles, RecordingService
 from telecrm_calls.recordings_api import recordings_router
+from telecrm_calls.rules import CallRules
 from telecrm_calls.service import CallLogService
 from telecrm_calls.settings import DEV_CURSOR_SECRET, CallsSettings
 from telecrm_common import app
@@ -36,12 +43,32 @@ def wire(context: Context) -> Wiring:
     assert context.db is not None
     if settings.cursor_secret.get_secret_value() == DEV_CURSOR_SECRET:
         log.warning("CALLS_CURSOR_SECRET is not set: page cursors are signed with the development key")
+    secret = settings.cursor_secret.get_secret_value()
     publisher = OutboxPublisher(context.db, context.bus)
-    service = CallLogService(
-        context.db, cursor_secret=settings.cursor_secret.get_secret_value(), on_missed_events=publisher.wake
+    call_rules = CallRules(
+        internal_calls=settings.internal_calls,
+        unregistered_extensions=settings.unregistered_extensions,
+        external_number_min_digits=settings.external_number_min_digits,
     )
-    missed = MissedCallLog(context.db, cursor_secret=settings.cursor_secret.get_secret_value())
+    service = CallLogService(
+        context.db, cursor_secret=secret, on_missed_events=publisher.wake, call_rules=call_rules
+    )
+    missed = MissedCallLog(context.db, cursor_secret=secret)
     consumer = TelEventsConsumer(context.bus, service, consumer_spec(settings, service))
+    notes = CallNotesService(
+        context.db, reasons=settings.call_reasons, results=settings.call_results, on_published=publisher.wake
+    )
+    registry = NumbersRegistry(context.db, cursor_secret=secret)
+    read_model = DirectoryReadModel(
+        context.db, default_region=settings.default_region, on_outbox=publisher.wake
+    )
+    directory = DirectoryEventsConsumer(
+        context.bus,
+        read_model,
+        directory_consumer_spec(
+            settings.directory_consumer_durable, read_model, batch_size=settings.consumer_batch_size
+        ),
+    )
     recordings = RecordingService(
         context.db,
         RecordingFiles(settings.recordings_dir),
@@ -51,11 +78,24 @@ def wire(context: Context) -> Wiring:
     return Wiring(
         title=TITLE,
         description=DESCRIPTION,
-        routers=[calls_router(service), recordings_router(recordings), missed_calls_router(missed)],
+        # notes_router before calls_router: its /calls/notes/options must not be taken for a call id.
+        routers=[
+            notes_router(notes),
+            calls_router(service),
+            recordings_router(recordings),
+            missed_calls_router(missed),
+            numbers_router(registry),
+        ],
         grpc_services={
-            calls_grpc.SERVICE_NAME: lambda server: calls_grpc.add_to_server(server, service, missed)
+            calls_grpc.SERVICE_NAME: lambda server: calls_grpc.add_to_server(server, service, missed, notes),
+            numbers_grpc.SERVICE_NAME: lambda server: numbers_grpc.add_to_server(server, registry),
         },
-        background=[consumer.consume_tel_events, recordings.run_sweeper, publisher.run],
+        background=[
+            consumer.consume_tel_events,
+            directory.consume_directory_events,
+            recordings.run_sweeper,
+            publisher.run,
+        ],
     )
 
 

@@ -26,8 +26,8 @@ as long as it keeps its earliest call). Every change is written to the outbox in
 as ``calls.missed.created`` / ``updated`` / ``resolved`` with the whole item; the Nats-Msg-Id (and
 event id) is ``<item id>:<kind>:<state>:<count>:<version>``, so a republished row is stored once.
 
-Contacts and teams live in the crm service: ``contact_id`` and the ``team`` targets stay empty until a
-read model of crm's contacts and teams fills them in.
+An item is attached to the contact of its number (the last contact the call rules linked to one of its
+calls; see :mod:`telecrm_calls.rules`) and targets the extensions, employees and teams its calls rang.
 """
 
 from __future__ import annotations
@@ -114,13 +114,15 @@ def is_resolving(call: CallRecord | Call) -> bool:
 
 @dataclass(frozen=True)
 class Rang:
-    """Who a missed call rang: every extension offered or ringing, and the employees behind them."""
+    """Who a missed call rang: every extension offered or ringing, the employees and teams behind them."""
 
     extensions: tuple[str, ...] = ()
     employee_ids: tuple[str, ...] = ()
+    team_ids: tuple[str, ...] = ()
 
 
 def rang(events: Iterable[ev.CallEvent]) -> Rang:
+    """Who the events of a call say it rang (when the call rules have not said better)."""
     extensions: set[str] = set()
     employees: set[str] = set()
     for event in events:
@@ -128,6 +130,16 @@ def rang(events: Iterable[ev.CallEvent]) -> Rang:
         if event.employee_id:
             employees.add(event.employee_id)
     return Rang(tuple(sorted(extensions)), tuple(sorted(employees)))
+
+
+def rang_of(record: CallRecord) -> Rang:
+    """Who a call rang, from its parties as the call rules completed them (every role but placed)."""
+    parties = [party for party in record.parties if party.role != "placed"]
+    return Rang(
+        tuple(sorted({p.extension for p in parties if p.extension})),
+        tuple(sorted({p.employee_id for p in parties if p.employee_id})),
+        tuple(sorted({p.team_id for p in parties if p.team_id})),
+    )
 
 
 @dataclass(frozen=True)
@@ -138,6 +150,7 @@ class MissedInput:
     e164: str | None
     caller_name: str | None
     rang: Rang
+    contact_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +177,8 @@ class ItemState:
     last_missed_at: datetime
     extensions: tuple[str, ...]
     employee_ids: tuple[str, ...]
+    team_ids: tuple[str, ...] = ()
+    contact_id: str | None = None
     resolved_at: datetime | None = None
     resolving_call_id: str | None = None
     resolving_direction: str | None = None
@@ -210,6 +225,8 @@ def _item(key: str, calls: list[MissedInput], answer: ResolvingInput | None) -> 
         last_missed_at=last.started_at,
         extensions=tuple(sorted({x for c in calls for x in c.rang.extensions})),
         employee_ids=tuple(sorted({x for c in calls for x in c.rang.employee_ids})),
+        team_ids=tuple(sorted({x for c in calls for x in c.rang.team_ids})),
+        contact_id=_last(c.contact_id for c in calls),
     )
     if answer is None:
         return item
@@ -240,12 +257,12 @@ def _last(values: Iterable[str | None]) -> str | None:
 async def track(
     session: AsyncSession,
     records: Sequence[CallRecord],
-    events: Mapping[str, Sequence[ev.CallEvent]],
+    rang_by_call: Mapping[str, Rang] | None = None,
 ) -> int:
     """Bring the items of the numbers of these (just upserted) call records up to date, and write their
     changes to the outbox, in the caller's transaction. Returns how many events were written.
 
-    ``events`` are the events of each call (for who a missed call rang).
+    ``rang_by_call``: who each call rang; by default what its parties say (:func:`rang_of`).
     """
     touched = {record.call_id: record for record in records}
     if not touched:
@@ -267,7 +284,11 @@ async def track(
         if key is None:
             continue
         if is_missed(record):
-            now_missed[record.call_id] = rang(events.get(record.call_id, ()))
+            now_missed[record.call_id] = (
+                rang_by_call[record.call_id]
+                if rang_by_call is not None and record.call_id in rang_by_call
+                else rang_of(record)
+            )
             note(key, record.started_at)
         elif is_resolving(record):
             answered_keys[key] = min(answered_keys.get(key, record.started_at), record.started_at)
@@ -309,6 +330,7 @@ async def _refold(
             e164=call.caller_e164,
             caller_name=call.caller_name,
             rang=now_missed.get(call.call_id) or _stored_rang(stored.get(call.call_id), call),
+            contact_id=call.contact_id,
         )
         for call in await repo.missed_calls_of(session, key, window)
     ]
@@ -370,6 +392,7 @@ async def _refold(
                 "started_at": started_at,
                 "extensions": list(who.extensions),
                 "employee_ids": list(who.employee_ids),
+                "team_ids": list(who.team_ids),
             }
             for item, state in changed
             for call_id, started_at, who in state.calls
@@ -377,7 +400,11 @@ async def _refold(
         [
             {"item_id": item.id, "kind": kind, "value": value}
             for item, state in changed
-            for kind, values in (("extension", state.extensions), ("employee", state.employee_ids))
+            for kind, values in (
+                ("extension", state.extensions),
+                ("employee", state.employee_ids),
+                ("team", state.team_ids),
+            )
             for value in values
         ],
     )
@@ -386,9 +413,13 @@ async def _refold(
 
 def _stored_rang(member: MissedCallMember | None, call: Call) -> Rang:
     if member is not None:
-        return Rang(tuple(member.extensions), tuple(member.employee_ids))
+        return Rang(tuple(member.extensions), tuple(member.employee_ids), tuple(member.team_ids or ()))
     # A missed call from before missed calls were tracked: what its record says.
-    return Rang(tuple(x for x in (call.extension,) if x), tuple(x for x in (call.employee_id,) if x))
+    return Rang(
+        tuple(x for x in (call.extension,) if x),
+        tuple(x for x in (call.employee_id,) if x),
+        tuple(x for x in (call.team_id,) if x),
+    )
 
 
 def _state_of(item: MissedCall, members: Sequence[MissedCallMember]) -> ItemState:
@@ -400,12 +431,19 @@ def _state_of(item: MissedCall, members: Sequence[MissedCallMember]) -> ItemStat
         caller_name=item.caller_name,
         state=item.state,
         calls=tuple(
-            (m.call_id, m.started_at, Rang(tuple(m.extensions), tuple(m.employee_ids))) for m in members
+            (
+                m.call_id,
+                m.started_at,
+                Rang(tuple(m.extensions), tuple(m.employee_ids), tuple(m.team_ids or ())),
+            )
+            for m in members
         ),
         first_missed_at=item.first_missed_at,
         last_missed_at=item.last_missed_at,
         extensions=tuple(sorted({x for m in members for x in m.extensions})),
         employee_ids=tuple(sorted({x for m in members for x in m.employee_ids})),
+        team_ids=tuple(sorted({x for m in members for x in m.team_ids or ()})),
+        contact_id=item.contact_id,
         resolved_at=item.resolved_at,
         resolving_call_id=item.resolving_call_id,
         resolving_direction=item.resolving_direction,
@@ -420,6 +458,7 @@ def _apply(item: MissedCall, state: ItemState) -> None:
     item.number = state.number
     item.e164 = state.e164
     item.caller_name = state.caller_name
+    item.contact_id = state.contact_id
     item.state = state.state
     item.missed_count = state.missed_count
     item.first_missed_at = state.first_missed_at
@@ -445,6 +484,7 @@ def _outbox_row(
             call_ids=list(state.call_ids),
             extensions=list(state.extensions),
             employee_ids=list(state.employee_ids),
+            team_ids=list(state.team_ids),
         ),
     )
     if name == DISCARDED:

@@ -327,6 +327,7 @@ class MissedCallMember(CallsBase):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     extensions: Mapped[list[str]] = mapped_column(JSON)
     employee_ids: Mapped[list[str]] = mapped_column(JSON)
+    team_ids: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
 
 
 class MissedCallTarget(CallsBase):

@@ -10,7 +10,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, func, select
+from sqlalchemy import bindparam, delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from telecrm_calls.models import Call, Recording, UTCDateTime
@@ -45,15 +45,21 @@ async def get(session: AsyncSession, recording_id: str) -> tuple[Recording, Call
 
 
 async def delete_ids(session: AsyncSession, recording_ids: Collection[str]) -> int:
-    """Delete index rows; returns how many existed."""
+    """Delete index rows; returns how many existed. Calls left without a recording stop being
+    ``recorded`` (the "recorded" filter of the call log)."""
     if not recording_ids:
         return 0
     result = await session.execute(
         delete(Recording)
         .where(Recording.recording_id.in_(list(recording_ids)))
-        .returning(Recording.recording_id)
+        .returning(Recording.recording_id, Recording.call_id)
     )
-    return len(result.all())
+    rows = result.all()
+    call_ids = sorted({call_id for _, call_id in rows})
+    if call_ids:
+        still = select(Recording.call_id).where(Recording.call_id == Call.call_id).exists()
+        await session.execute(update(Call).where(Call.call_id.in_(call_ids), ~still).values(recorded=False))
+    return len(rows)
 
 
 async def expired(

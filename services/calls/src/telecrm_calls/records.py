@@ -12,9 +12,9 @@ import binascii
 import hashlib
 import hmac
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -25,7 +25,9 @@ from telecrm_common.telephony import (
     DIRECTION_NAMES,
     DISPOSITION_NAMES,
     HANGUP_BY_NAMES,
+    digits,
     disposition_for_unanswered,
+    is_missed_call,
     q850_for_sip_status,
 )
 
@@ -66,8 +68,30 @@ class InvalidCursor(CallsError):
 
 
 @dataclass(frozen=True)
+class PartyRef:
+    """An extension the call involved, as the events tell it (the registry adds employee and team)."""
+
+    extension: str
+    role: str  # answered, placed, rang, transferred (see models.CallParty)
+    employee_id: str | None = None
+    team_id: str | None = None  # from the employees read model (telecrm_calls.rules)
+
+
+# Columns of ``calls`` that the fold computes; everything else in the row (notes, links edited by an
+# agent, publication state) belongs to other writers and is never overwritten by ingestion.
+RECORD_COLUMNS = (
+    "call_id", "direction", "caller_number", "caller_e164", "caller_name", "callee_number",
+    "callee_e164", "callee_name", "line", "extension", "employee_id", "sip_call_id", "started_at",
+    "answered_at", "ended_at", "ring_ms", "talk_ms", "disposition", "sip_status", "sip_reason",
+    "q850_cause", "hangup_by", "state", "incomplete", "context", "last_sequence", "team_id", "missed",
+    "party_digits", "legs", "transfers", "contact_id", "task_id", "ticket_id",
+)  # fmt: skip
+LINK_COLUMNS = ("contact_id", "task_id", "ticket_id")  # kept once an agent edited them
+
+
+@dataclass(frozen=True)
 class CallRecord:
-    """The values of one ``calls`` row, as computed from the call's events."""
+    """The values of one ``calls`` row, as computed from the call's events (and then the call rules)."""
 
     call_id: str
     direction: str | None
@@ -95,6 +119,23 @@ class CallRecord:
     incomplete: bool
     context: dict[str, str]
     last_sequence: int
+    legs: list[dict[str, str | None]] = field(default_factory=list)
+    transfers: list[dict[str, str | bool | None]] = field(default_factory=list)
+    party_digits: str = ""
+    missed: bool = False
+    # Set by the call rules (telecrm_calls.rules) from the registry; the fold leaves them empty or
+    # takes them from the click-to-call context.
+    team_id: str | None = None
+    contact_id: str | None = None
+    task_id: str | None = None
+    ticket_id: str | None = None
+    # Not a column: who the call involved, for call_parties (the rules add employees and teams).
+    parties: tuple[PartyRef, ...] = ()
+    caller_extension: str | None = None  # not a column: the calling extension, when one of ours
+
+    def row(self) -> dict[str, Any]:
+        """The ``calls`` columns of this record."""
+        return {name: getattr(self, name) for name in RECORD_COLUMNS}
 
 
 def timestamp(value: Timestamp) -> datetime | None:
@@ -210,6 +251,31 @@ def build_record(events: Iterable[ev.CallEvent]) -> CallRecord:
     for event in ordered:
         context.update(event.context)
 
+    legs = _legs(ordered, answered_at=answered_at if was_answered else None, ended_at=ended_at,
+                 answered_extension=answered_extension, disposition=disposition)  # fmt: skip
+    transfers = [
+        {
+            "at": _iso(timestamp(event.occurred_at)),
+            "from_extension": event.transferred.from_extension or None,
+            "to_extension": event.transferred.to_extension or None,
+            "to_number": event.transferred.to_number or None,
+            "attended": event.transferred.attended,
+        }
+        for event in kind("transferred")
+    ]
+    caller = (_last(e.caller.number for e in ordered), _last(e.caller.e164 for e in ordered))
+    callee = (_last(e.callee.number for e in ordered), _last(e.callee.e164 for e in ordered))
+    caller_extension = _last(event.caller.extension for event in ordered)
+    parties = _parties(
+        direction_value,
+        extension=extension,
+        caller_extension=caller_extension,
+        answered_extension=answered_extension if was_answered else None,
+        employee_id=_last(event.employee_id for event in ordered),
+        legs=legs,
+        transfers=transfers,
+    )
+
     return CallRecord(
         call_id=ordered[0].call_id,
         direction=direction,
@@ -237,7 +303,127 @@ def build_record(events: Iterable[ev.CallEvent]) -> CallRecord:
         incomplete=not offered or (was_answered and answered_at is None),
         context=context,
         last_sequence=max(event.sequence for event in ordered),
+        legs=legs,
+        transfers=transfers,
+        party_digits=" ".join(digits(value or "") for value in (*caller, *callee)),
+        missed=bool(ended) and is_missed_call(direction_value or ev.DIRECTION_INBOUND, disposition_value),
+        contact_id=context.get("contact_id") or None,
+        task_id=context.get("task_id") or None,
+        ticket_id=context.get("ticket_id") or None,
+        parties=parties,
+        caller_extension=caller_extension,
     )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _legs(
+    ordered: list[ev.CallEvent],
+    *,
+    answered_at: datetime | None,
+    ended_at: datetime | None,
+    answered_extension: str,
+    disposition: str | None,
+) -> list[dict[str, str | None]]:
+    """The legs of a call (the extensions it rang), in the order they started ringing.
+
+    A leg is known by its ``leg_id`` (or its extension when the reporter gives none). Its outcome is the
+    leg's own ``leg_ended`` when one came; otherwise it follows from the call: the leg that answered is
+    ``answered``; when another leg answered, ``cancelled``; when nobody did, the call's disposition.
+    """
+    legs: list[dict[str, str | None]] = []
+    for event in ordered:
+        which = event.WhichOneof("kind")
+        if which not in ("ringing", "answered", "leg_ended"):
+            continue
+        part = getattr(event, which)
+        occurred = timestamp(event.occurred_at)
+        if not part.extension or (ended_at is not None and occurred is not None and occurred > ended_at):
+            continue  # a leg reported after the call ended does not reopen it
+        leg = _find_leg(legs, part.leg_id, part.extension)
+        if leg is None:
+            leg = {"leg_id": part.leg_id or None, "extension": part.extension, "employee_id": None,
+                   "rang_at": None, "answered_at": None, "ended_at": None, "disposition": None}  # fmt: skip
+            legs.append(leg)
+        leg["leg_id"] = leg["leg_id"] or part.leg_id or None
+        leg["employee_id"] = part.employee_id or leg["employee_id"]
+        at = _iso(occurred)
+        if which == "ringing":
+            leg["rang_at"] = min(filter(None, (leg["rang_at"], at)), default=None)
+        elif which == "answered":
+            leg["answered_at"], leg["disposition"] = at, "answered"
+        else:
+            leg["ended_at"] = at
+            leg["disposition"] = DISPOSITION_NAMES.get(event.leg_ended.disposition) or leg["disposition"]
+    for leg in legs:
+        if leg["disposition"] is not None:
+            if leg["disposition"] == "answered" and ended_at is not None:
+                leg["ended_at"] = _iso(ended_at)
+            continue
+        if answered_at is not None and leg["extension"] == answered_extension:
+            leg["disposition"], leg["answered_at"] = "answered", _iso(answered_at)
+            leg["ended_at"] = _iso(ended_at)
+        elif answered_at is not None:
+            leg["disposition"], leg["ended_at"] = "cancelled", _iso(answered_at)
+        elif ended_at is not None:
+            leg["disposition"], leg["ended_at"] = disposition, _iso(ended_at)
+    return sorted(legs, key=lambda leg: (leg["rang_at"] or leg["answered_at"] or "", leg["extension"] or ""))
+
+
+def _find_leg(legs: list[dict[str, str | None]], leg_id: str, extension: str) -> dict[str, str | None] | None:
+    """The leg an event is about: by leg id; an event without one (or a leg first seen without one)
+    matches by extension."""
+    for leg in legs:
+        if leg_id and leg["leg_id"] == leg_id:
+            return leg
+    for leg in legs:
+        if leg["extension"] == extension and (not leg_id or leg["leg_id"] is None):
+            return leg
+    return None
+
+
+def _parties(
+    direction: ev.Direction.ValueType | None,
+    *,
+    extension: str | None,
+    caller_extension: str | None,
+    answered_extension: str | None,
+    employee_id: str | None,
+    legs: list[dict[str, str | None]],
+    transfers: list[dict[str, str | bool | None]],
+) -> tuple[PartyRef, ...]:
+    """Every extension of ours the call involved, with its role (one role per extension, the
+    strongest: placed > answered > transferred > rang)."""
+    found: dict[str, PartyRef] = {}
+    strength = {"placed": 4, "answered": 3, "transferred": 2, "rang": 1}
+
+    def add(ext: str | None, role: str, employee: str | None = None) -> None:
+        if not ext:
+            return
+        old = found.get(ext)
+        if old is None or strength[role] > strength[old.role]:
+            found[ext] = PartyRef(ext, role, employee or (old.employee_id if old else None))
+        elif employee and old.employee_id is None:
+            found[ext] = PartyRef(ext, old.role, employee)
+
+    if direction == ev.DIRECTION_OUTBOUND:
+        add(caller_extension or extension, "placed", employee_id)
+    else:
+        add(caller_extension, "placed")
+        for leg in legs:
+            add(
+                leg["extension"],
+                "answered" if leg["disposition"] == "answered" else "rang",
+                leg["employee_id"],
+            )
+        add(answered_extension, "answered", employee_id)
+        add(extension, "answered" if answered_extension == extension else "rang", employee_id)
+    for transfer in transfers:
+        to_extension = transfer["to_extension"]
+        add(to_extension if isinstance(to_extension, str) else None, "transferred")
+    return tuple(sorted(found.values(), key=lambda p: p.extension))
 
 
 def _min(values: Iterable[datetime | None]) -> datetime | None:
@@ -316,6 +502,13 @@ class CallQuery:
     limit: int = DEFAULT_PAGE_SIZE
     cursor: str | None = None
     include_total: bool = False  # also count the matching calls (one COUNT query)
+    employee_id: str | None = None  # calls that involved the employee (any leg, transfers)
+    team_id: str | None = None  # calls that involved anyone of the team (at the time of the call)
+    contact_id: str | None = None
+    states: tuple[str, ...] = ()  # ringing, answered, ended
+    recorded: bool | None = None
+    missed: bool | None = None
+    sort: str = "newest"  # or "oldest"
 
 
 @dataclass(frozen=True)

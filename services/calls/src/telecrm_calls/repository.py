@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, exists, func, or_, select, text, tuple_
+from sqlalchemy import ColumnElement, Select, bindparam, case, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from telecrm_calls.models import Call, CallEventRow, Recording, UTCDateTime, utcnow
+from telecrm_calls.models import Call, CallEventRow, CallParty, Employee, Recording, UTCDateTime, utcnow
+from telecrm_calls.records import LINK_COLUMNS
 
 Keyset = tuple[datetime, str]
 """A position in a newest-first list: (time, id) of the last row of the previous page."""
@@ -33,6 +33,12 @@ class CallFilters:
     direction: str | None = None
     started_from: datetime | None = None
     started_to: datetime | None = None
+    employee_id: str | None = None
+    team_id: str | None = None
+    contact_id: str | None = None
+    states: tuple[str, ...] = ()
+    recorded: bool | None = None
+    missed: bool | None = None
 
 
 def _insert(session: AsyncSession) -> Any:
@@ -82,19 +88,70 @@ async def load_events(session: AsyncSession, call_ids: Collection[str]) -> dict[
     return result
 
 
+async def previous_states(session: AsyncSession, call_ids: Collection[str]) -> dict[str, str]:
+    """The stored state (ringing, answered, ended) of those of the calls that have a record."""
+    if not call_ids:
+        return {}
+    stmt = select(Call.call_id, Call.state).where(Call.call_id.in_(sorted(call_ids)))
+    return {call_id: state for call_id, state in await session.execute(stmt)}
+
+
 async def upsert_calls(session: AsyncSession, records: Sequence[CallRecord]) -> None:
-    """Insert or replace the call records (``created_at`` is kept on update)."""
+    """Insert or replace the call records: only the columns the fold computes (``created_at``, the
+    notes and the publication state are kept), and the links (contact, task, ticket) only until an
+    agent edited them."""
     if not records:
         return
     now = utcnow()
-    rows = [{**dataclasses.asdict(r), "created_at": now, "updated_at": now} for r in records]
+    rows = [{**r.row(), "created_at": now, "updated_at": now} for r in records]
     insert = _insert(session)(Call)
     keep = {"call_id", "created_at"}
-    stmt = insert.on_conflict_do_update(
-        index_elements=[Call.call_id],
-        set_={name: insert.excluded[name] for name in rows[0] if name not in keep},
-    )
+    set_: dict[str, Any] = {name: insert.excluded[name] for name in rows[0] if name not in keep}
+    for name in LINK_COLUMNS:
+        # An agent's links stay; a link the directory made stays when the registry no longer finds one.
+        kept = getattr(Call, name)
+        set_[name] = case((Call.links_edited, kept), else_=func.coalesce(insert.excluded[name], kept))
+    stmt = insert.on_conflict_do_update(index_elements=[Call.call_id], set_=set_)
     await session.execute(stmt, rows)
+
+
+async def delete_calls(session: AsyncSession, call_ids: Collection[str]) -> None:
+    """Remove the records (and parties) of calls the call rules no longer log."""
+    if call_ids:
+        await session.execute(delete(CallParty).where(CallParty.call_id.in_(sorted(call_ids))))
+        await session.execute(delete(Call).where(Call.call_id.in_(sorted(call_ids))))
+
+
+async def replace_parties(session: AsyncSession, records: Sequence[CallRecord]) -> None:
+    """Write who each call involved (call_parties), replacing what was there."""
+    if not records:
+        return
+    await session.execute(delete(CallParty).where(CallParty.call_id.in_([r.call_id for r in records])))
+    rows = [
+        {
+            "call_id": record.call_id,
+            "extension": party.extension,
+            "employee_id": party.employee_id,
+            "team_id": party.team_id,
+            "role": party.role,
+            "started_at": record.started_at,
+        }
+        for record in records
+        for party in record.parties
+    ]
+    if rows:
+        await session.execute(CallParty.__table__.insert(), rows)  # type: ignore[attr-defined]
+
+
+async def mark_recorded(session: AsyncSession, call_ids: Collection[str]) -> None:
+    """Set ``recorded`` on the calls that have a recording (it may have arrived before the record)."""
+    if call_ids:
+        has = select(Recording.call_id).where(Recording.call_id == Call.call_id).exists()
+        await session.execute(
+            update(Call)
+            .where(Call.call_id.in_(sorted(call_ids)), Call.recorded.is_(False), has)
+            .values(recorded=True)
+        )
 
 
 async def insert_recordings(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> int:
@@ -108,27 +165,30 @@ async def insert_recordings(session: AsyncSession, rows: Sequence[dict[str, Any]
         .on_conflict_do_nothing(index_elements=[Recording.recording_id])
         .returning(Recording.recording_id)
     )
-    return len((await session.scalars(stmt)).all())
-
-
-def _has_recording() -> Any:
-    return exists().where(Recording.call_id == Call.call_id).label("has_recording")
+    inserted = len((await session.scalars(stmt)).all())
+    await mark_recorded(session, {row["call_id"] for row in rows})
+    return inserted
 
 
 def _conditions(filters: CallFilters) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if filters.number:
-        pattern = f"%{filters.number}%"  # digits only: nothing to escape
-        conditions.append(
-            or_(
-                Call.caller_number.like(pattern),
-                Call.caller_e164.like(pattern),
-                Call.callee_number.like(pattern),
-                Call.callee_e164.like(pattern),
-            )
-        )
+        # Digits only: nothing to escape. A trigram index serves it on PostgreSQL.
+        conditions.append(Call.party_digits.like(f"%{filters.number}%"))
     if filters.extension:
-        conditions.append(Call.extension == filters.extension)
+        conditions.append(_involving(CallParty.extension == filters.extension, filters))
+    if filters.employee_id:
+        conditions.append(_involving(CallParty.employee_id == filters.employee_id, filters))
+    if filters.team_id:
+        conditions.append(_involving(CallParty.team_id == filters.team_id, filters))
+    if filters.contact_id:
+        conditions.append(Call.contact_id == filters.contact_id)
+    if filters.states:
+        conditions.append(Call.state.in_(filters.states))
+    if filters.recorded is not None:
+        conditions.append(Call.recorded.is_(filters.recorded))
+    if filters.missed is not None:
+        conditions.append(Call.missed.is_(filters.missed))
     if filters.dispositions:
         conditions.append(Call.disposition.in_(filters.dispositions))
     if filters.direction:
@@ -140,6 +200,17 @@ def _conditions(filters: CallFilters) -> list[ColumnElement[bool]]:
     return conditions
 
 
+def _involving(condition: ColumnElement[bool], filters: CallFilters) -> ColumnElement[bool]:
+    """Calls with a party matching ``condition`` (an extension, employee or team), its period repeated
+    on call_parties so that its (who, started_at) indexes bound the scan."""
+    parties = select(CallParty.call_id).where(condition)
+    if filters.started_from is not None:
+        parties = parties.where(CallParty.started_at >= filters.started_from)
+    if filters.started_to is not None:
+        parties = parties.where(CallParty.started_at < filters.started_to)
+    return Call.call_id.in_(parties)
+
+
 def newest_first_page(
     stmt: Select[Any],
     at: InstrumentedAttribute[datetime],
@@ -147,17 +218,22 @@ def newest_first_page(
     *,
     after: Keyset | None,
     limit: int,
+    oldest_first: bool = False,
 ) -> Select[Any]:
-    """Keyset pagination, newest first: order by (``at``, ``key``) descending, strictly after ``after``.
+    """Keyset pagination, newest first: order by (``at``, ``key``) descending, strictly after ``after``
+    (ascending with ``oldest_first``).
 
     Shared by every list of the call log (calls, missed-call items) so their cursors behave alike.
     """
     if after is not None:
         at_value, key_value = after
-        stmt = stmt.where(
-            tuple_(at, key)
-            < tuple_(bindparam("after_at", at_value, type_=UTCDateTime()), bindparam("after_key", key_value))
+        position = tuple_(at, key)
+        bound = tuple_(
+            bindparam("after_at", at_value, type_=UTCDateTime()), bindparam("after_key", key_value)
         )
+        stmt = stmt.where(position > bound if oldest_first else position < bound)
+    if oldest_first:
+        return stmt.order_by(at.asc(), key.asc()).limit(limit)
     return stmt.order_by(at.desc(), key.desc()).limit(limit)
 
 
@@ -167,12 +243,15 @@ async def list_calls(
     *,
     after: tuple[datetime, str] | None,
     limit: int,
+    oldest_first: bool = False,
 ) -> list[tuple[Call, bool]]:
-    """Calls matching the filters, newest first (started_at, then call_id, both descending),
-    strictly after the ``after`` position (keyset pagination)."""
-    stmt = select(Call, _has_recording()).where(*_conditions(filters))
-    stmt = newest_first_page(stmt, Call.started_at, Call.call_id, after=after, limit=limit)
-    return [(call, bool(has)) for call, has in await session.execute(stmt)]
+    """Calls matching the filters, newest first (started_at, then call_id, both descending; ascending
+    with ``oldest_first``), strictly after the ``after`` position (keyset pagination)."""
+    stmt: Select[Any] = select(Call).where(*_conditions(filters))
+    stmt = newest_first_page(
+        stmt, Call.started_at, Call.call_id, after=after, limit=limit, oldest_first=oldest_first
+    )
+    return [(call, call.recorded) for call in (await session.scalars(stmt)).all()]
 
 
 async def count_calls(session: AsyncSession, filters: CallFilters) -> int:
@@ -181,6 +260,24 @@ async def count_calls(session: AsyncSession, filters: CallFilters) -> int:
     return int((await session.execute(stmt)).scalar_one())
 
 
+async def ended_calls(session: AsyncSession, call_ids: Collection[str]) -> list[Call]:
+    """The ended calls among these, as they are now (reloaded: the upserts went around the session)."""
+    if not call_ids:
+        return []
+    stmt = (
+        select(Call)
+        .where(Call.call_id.in_(sorted(call_ids)), Call.state == "ended")
+        .order_by(Call.call_id)
+        .execution_options(populate_existing=True)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def team_of(session: AsyncSession, employee_id: str) -> str | None:
+    stmt = select(Employee.team_id).where(Employee.employee_id == employee_id, Employee.deleted.is_(False))
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
 async def get_call(session: AsyncSession, call_id: str) -> tuple[Call, bool] | None:
-    row = (await session.execute(select(Call, _has_recording()).where(Call.call_id == call_id))).first()
-    return None if row is None else (row[0], bool(row[1]))
+    call = await session.get(Call, call_id)
+    return None if call is None else (call, call.recorded)

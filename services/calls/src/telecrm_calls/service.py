@@ -8,13 +8,15 @@ all the events stored for the call.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from telecrm.events.v1 import call_events_pb2 as ev
-from telecrm_calls import missed, repository
+from telecrm_calls import missed, missed_repository, record_events, registry, repository, rules
 from telecrm_calls.records import (  # the record and paging, re-exported for the API layers
     DEFAULT_PAGE_SIZE,
     EPOCH,
@@ -43,6 +45,26 @@ from telecrm_common.telephony import (
 )
 
 
+def _number_keys(events: Iterable[ev.CallEvent]) -> set[str]:
+    """The number keys (see :func:`telecrm_calls.missed.number_key`) of both parties of the events."""
+    keys = set()
+    for event in events:
+        for party in (event.caller, event.callee):
+            key = missed.number_key(party.number, party.e164)
+            if key:
+                keys.add(key)
+    return keys
+
+
+# Page cursors of the newest-first and oldest-first orders are not interchangeable.
+_CURSOR_DOMAINS = {
+    "newest": b"telecrm.calls.cursor.v1|",
+    "oldest": b"telecrm.calls.cursor.v1|oldest|",
+}
+# Fewer digits than this match most of the log: refused rather than scanned.
+MIN_NUMBER_DIGITS = 3
+
+
 @dataclass
 class IngestResult:
     """What one batch did: events stored, duplicates skipped, call records written, recordings."""
@@ -52,6 +74,7 @@ class IngestResult:
     calls: list[str] = field(default_factory=list)
     recordings: int = 0
     missed_events: int = 0  # missed-call events written to the outbox
+    record_events: int = 0  # calls.record.* events written to the outbox
 
 
 def event_row(event: ev.CallEvent) -> dict[str, Any]:
@@ -88,19 +111,23 @@ class CallLogService:
         *,
         cursor_secret: str,
         on_missed_events: Callable[[], None] | None = None,
+        call_rules: rules.CallRules | None = None,
     ) -> None:
         self.db = db
         self._secret = cursor_secret.encode()
-        # Called after a batch that wrote missed-call events to the outbox committed (wakes its publisher).
+        self.rules = call_rules or rules.CallRules()
+        # Called after a batch that wrote events to the outbox committed (wakes its publisher).
         self._on_missed_events = on_missed_events
 
     async def ingest(self, events: Sequence[TelEvent]) -> IngestResult:
         """Store a batch of events and recompute the touched call records, in one transaction.
 
         Known event ids (earlier batches, or twice in this one) are skipped; the records of the calls
-        that got a new event are recomputed from all their stored events and upserted together.
-        The missed-call items of their numbers follow in the same transaction
-        (:func:`telecrm_calls.missed.track`), with their events written to the outbox.
+        that got a new event are recomputed from all their stored events, put through the call rules
+        with the registry (:mod:`telecrm_calls.rules`), and upserted together with who they involved
+        (call_parties). A call the rules do not log keeps its events but has no record. The missed-call
+        items of their numbers follow in the same transaction (:func:`telecrm_calls.missed.track`),
+        with their events written to the outbox.
         """
         calls: dict[str, ev.CallEvent] = {}
         recordings: dict[str, ev.RecordingReady] = {}
@@ -115,40 +142,78 @@ class CallLogService:
         async with self.db.session() as session:
             if calls:
                 await repository.lock_calls(session, {event.call_id for event in calls.values()})
+                # The numbers' locks too, before anything is read: the directory (contact changes) and
+                # missed-call tracking take them, always after the call locks.
+                await missed_repository.lock_numbers(session, _number_keys(calls.values()))
                 new = await repository.insert_events(session, [event_row(e) for e in calls.values()])
                 result.stored = len(new)
                 result.duplicates += len(calls) - len(new)
                 touched = sorted({calls[event_id].call_id for event_id in new})
                 if touched:
                     payloads = await repository.load_events(session, touched)
-                    call_events = {
-                        call_id: [ev.CallEvent.FromString(payload) for payload in payloads[call_id]]
+                    folded = [
+                        build_record(ev.CallEvent.FromString(payload) for payload in payloads[call_id])
                         for call_id in touched
-                    }
-                    records = [build_record(call_events[call_id]) for call_id in touched]
+                    ]
+                    view = await registry.load_view(session, folded)
+                    ruled = [(record, rules.apply(record, view, self.rules)) for record in folded]
+                    records = [record for _, record in ruled if record is not None]
+                    await repository.delete_calls(session, [f.call_id for f, r in ruled if r is None])
                     await repository.upsert_calls(session, records)
-                    result.missed_events = await missed.track(session, records, call_events)
-                result.calls = touched
+                    await repository.replace_parties(session, records)
+                    await repository.mark_recorded(session, [record.call_id for record in records])
+                    result.missed_events = await missed.track(session, records)
+                    result.calls = [record.call_id for record in records]
+                    result.record_events = await self._publish_records(
+                        session, {r.call_id: r for r in records if r.state == "ended"}, "record"
+                    )
             if recordings:
-                result.recordings = await repository.insert_recordings(
-                    session, [recording_row(e) for e in recordings.values()]
-                )
-        if result.missed_events and self._on_missed_events is not None:
+                rows = [recording_row(e) for e in recordings.values()]
+                result.recordings = await repository.insert_recordings(session, rows)
+                if result.recordings:
+                    # Recording calls are locked too: a notes update may publish the same call.
+                    await repository.lock_calls(session, {row["call_id"] for row in rows})
+                    result.record_events += await self._publish_records(
+                        session, {row["call_id"]: None for row in rows}, "recording"
+                    )
+        if (result.missed_events or result.record_events) and self._on_missed_events is not None:
             self._on_missed_events()
         return result
+
+    @staticmethod
+    async def _publish_records(
+        session: AsyncSession, records: Mapping[str, CallRecord | None], change: str
+    ) -> int:
+        """Stage ``calls.record.*`` for the ended calls among these (created the first time, then
+        updated with ``change``); returns how many events were staged."""
+        staged = 0
+        for call in await repository.ended_calls(session, records.keys()):
+            record = records.get(call.call_id)
+            employees = (
+                None if record is None else sorted({p.employee_id for p in record.parties if p.employee_id})
+            )
+            if await record_events.stage_record_event(
+                session, call, changed=[change], employee_ids=employees
+            ):
+                staged += 1
+        return staged
 
     async def list_calls(self, query: CallQuery) -> CallPage:
         """One page of calls, newest first; raises InvalidQuery or InvalidCursor."""
         filters = self._filters(query)
-        after = decode_cursor(self._secret, query.cursor) if query.cursor else None
+        oldest = query.sort == "oldest"
+        domain = _CURSOR_DOMAINS[query.sort]
+        after = decode_cursor(self._secret, query.cursor, domain=domain) if query.cursor else None
         async with self.db.session() as session:
-            rows = await repository.list_calls(session, filters, after=after, limit=query.limit + 1)
+            rows = await repository.list_calls(
+                session, filters, after=after, limit=query.limit + 1, oldest_first=oldest
+            )
             total = await repository.count_calls(session, filters) if query.include_total else None
         items = [CallEntry(call, has_recording) for call, has_recording in rows[: query.limit]]
         next_cursor = None
         if len(rows) > query.limit:
             last = items[-1].call
-            next_cursor = encode_cursor(self._secret, last.started_at, last.call_id)
+            next_cursor = encode_cursor(self._secret, last.started_at, last.call_id, domain=domain)
         return CallPage(items=items, next_cursor=next_cursor, total=total)
 
     def export_calls(
@@ -163,15 +228,17 @@ class CallLogService:
         if chunk_size < 1:
             raise ValueError("chunk_size must be positive")
         filters = self._filters(query)
-        return self._export(filters, chunk_size)
+        return self._export(filters, chunk_size, oldest=query.sort == "oldest")
 
     async def _export(
-        self, filters: repository.CallFilters, chunk_size: int
+        self, filters: repository.CallFilters, chunk_size: int, *, oldest: bool
     ) -> AsyncIterator[list[CallEntry]]:
         after: tuple[datetime, str] | None = None
         while True:
             async with self.db.session() as session:
-                rows = await repository.list_calls(session, filters, after=after, limit=chunk_size)
+                rows = await repository.list_calls(
+                    session, filters, after=after, limit=chunk_size, oldest_first=oldest
+                )
             if not rows:
                 return
             yield [CallEntry(call, has_recording) for call, has_recording in rows]
@@ -179,6 +246,11 @@ class CallLogService:
                 return
             last = rows[-1][0]
             after = (last.started_at, last.call_id)
+
+    async def team_of(self, employee_id: str) -> str | None:
+        """The team of an employee (crm's read model), None when unknown or without one."""
+        async with self.db.session() as session:
+            return await repository.team_of(session, employee_id)
 
     async def get_call(self, call_id: str) -> CallEntry:
         async with self.db.session() as session:
@@ -191,11 +263,18 @@ class CallLogService:
     def _filters(query: CallQuery) -> repository.CallFilters:
         if not 1 <= query.limit <= MAX_PAGE_SIZE:
             raise InvalidQuery("limit", f"must be between 1 and {MAX_PAGE_SIZE}")
+        if query.sort not in _CURSOR_DOMAINS:
+            raise InvalidQuery("sort", f"must be one of {', '.join(_CURSOR_DOMAINS)}")
         number = None
         if query.number is not None and query.number.strip():
             number = digits(query.number)
             if not number:
                 raise InvalidQuery("number", "must contain digits")
+            if len(number) < MIN_NUMBER_DIGITS:
+                raise InvalidQuery("number", f"give at least {MIN_NUMBER_DIGITS} digits")
+        unknown_states = sorted(set(query.states) - set(STATES))
+        if unknown_states:
+            raise InvalidQuery("states", f"unknown state {', '.join(unknown_states)}")
         unknown = sorted(set(query.dispositions) - set(DISPOSITION_NAMES.values()))
         if unknown:
             raise InvalidQuery("dispositions", f"unknown disposition {', '.join(unknown)}")
@@ -213,6 +292,12 @@ class CallLogService:
             direction=query.direction,
             started_from=query.started_from,
             started_to=query.started_to,
+            employee_id=query.employee_id or None,
+            team_id=query.team_id or None,
+            contact_id=query.contact_id or None,
+            states=tuple(sorted(set(query.states))),
+            recorded=query.recorded,
+            missed=query.missed,
         )
 
 

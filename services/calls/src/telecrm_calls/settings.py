@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -33,6 +34,18 @@ class CallsSettings(ServiceSettings):
     consumer_durable: str = "calls"
     # Events fetched and stored per transaction.
     consumer_batch_size: int = Field(default=200, ge=1, le=1000)
+    # The durable consumer of crm's employee and contact events (the registry's read models).
+    directory_consumer_durable: str = "calls-directory"
+    # Region for numbers written without a country code (ISO 3166 alpha-2: "BG", "RO", "UA"...).
+    default_region: str = Field(default="US", min_length=2, max_length=2)
+    # --- call rules (telecrm_calls.rules) ---
+    # Calls between two internal numbers: logged ("log") or not logged at all ("skip").
+    internal_calls: Literal["log", "skip"] = "log"
+    # Calls to an extension that is not in the numbers registry: logged as they are ("log"), logged as
+    # internal calls ("internal", which then follow internal_calls), or not logged ("skip").
+    unregistered_extensions: Literal["log", "internal", "skip"] = "log"
+    # Numbers with fewer digits than this are internal (extensions), whatever the PBX reported.
+    external_number_min_digits: int = Field(default=6, ge=1, le=15)
     # Where the gateway writes the recordings (a directory it shares with this service: local disk or a
     # mounted volume). Recording locations are paths under it (absolute, or relative to it); nothing
     # outside it is ever served or deleted.
@@ -41,3 +54,7 @@ class CallsSettings(ServiceSettings):
     recordings_retention_days: int = Field(default=0, ge=0)
     # How often the retention sweep runs (seconds).
     recordings_sweep_interval_seconds: float = Field(default=3600.0, gt=0)
+    # The reasons and results an agent picks from on a call's notes, as JSON lists
+    # (CALLS_CALL_REASONS='["Order", "Complaint"]'); empty lets them type free text.
+    call_reasons: list[str] = []
+    call_results: list[str] = []

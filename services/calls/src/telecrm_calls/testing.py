@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from telecrm.events.v1 import call_events_pb2 as ev
 from telecrm_calls.models import Call
-from telecrm_calls.service import CallRecord
+from telecrm_calls.records import RECORD_COLUMNS, CallRecord
 
 T0 = datetime(2025, 3, 14, 9, 26, 53, 589000, tzinfo=UTC)
 
@@ -26,6 +25,7 @@ class CallScript:
         extension: str = "101",
         line: str = "+74951112233",
         employee_id: str = "",
+        context: dict[str, str] | None = None,
     ) -> None:
         self.call_id = call_id
         self.start = start
@@ -35,6 +35,7 @@ class CallScript:
         self.extension = extension
         self.line = line
         self.employee_id = employee_id
+        self.context = dict(context or {})
         self.sequence = 0
 
     def at(self, seconds: float) -> datetime:
@@ -52,6 +53,7 @@ class CallScript:
             employee_id=self.employee_id,
             sip_call_id=f"sip-{self.call_id}",
             source="sip-gateway/test",
+            context=self.context,
             **fields,  # type: ignore[arg-type]
         )
         event.caller.CopyFrom(self.caller)
@@ -70,6 +72,23 @@ class CallScript:
         event = self._event(seconds, answered=ev.CallAnswered(extension=extension or self.extension))
         event.answered.started_at.FromDatetime(self.start)
         return event
+
+    def leg_ended(
+        self, seconds: float, extension: str, disposition: ev.Disposition.ValueType, *, sip_status: int = 0
+    ) -> ev.CallEvent:
+        """A ring-group leg that ended while the call goes on (cancelled, rang out, busy)."""
+        leg = ev.CallLegEnded(
+            leg_id=f"leg-{extension}", extension=extension, disposition=disposition, sip_status=sip_status
+        )
+        return self._event(seconds, leg_ended=leg)
+
+    def transferred(
+        self, seconds: float, to_extension: str, *, from_extension: str | None = None, attended: bool = False
+    ) -> ev.CallEvent:
+        transfer = ev.CallTransferred(
+            from_extension=from_extension or self.extension, to_extension=to_extension, attended=attended
+        )
+        return self._event(seconds, transferred=transfer)
 
     def held(self, seconds: float) -> ev.CallEvent:
         return self._event(seconds, held=ev.CallHeld(by=ev.HANGUP_BY_CALLEE))
@@ -125,5 +144,4 @@ class CallScript:
 
 def record_values(record: CallRecord | Call) -> dict[str, object]:
     """The comparable values of a record or a row (without created_at / updated_at)."""
-    names = [f.name for f in dataclasses.fields(CallRecord)]
-    return {name: getattr(record, name) for name in names}
+    return {name: getattr(record, name) for name in RECORD_COLUMNS}

@@ -6,6 +6,8 @@ FreeSWITCH report as HANGUPCAUSE, and the call statuses CRMs show (answered, mis
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import phonenumbers
 
 from telecrm.events.v1 import call_events_pb2 as ev
@@ -121,7 +123,6 @@ def disposition_for_unanswered(
     return ev.DISPOSITION_FAILED
 
 
-# The names PBXs and CRMs use for each disposition (Asterisk CDR, Bitrix24/Planfix call statuses).
 DISPOSITION_NAMES: dict[ev.Disposition.ValueType, str] = {
     ev.DISPOSITION_ANSWERED: "answered",
     ev.DISPOSITION_MISSED: "missed",
@@ -132,15 +133,58 @@ DISPOSITION_NAMES: dict[ev.Disposition.ValueType, str] = {
     ev.DISPOSITION_REJECTED: "rejected",
 }
 DISPOSITION_BY_NAME = {name: value for value, name in DISPOSITION_NAMES.items()}
-ASTERISK_DISPOSITION: dict[ev.Disposition.ValueType, str] = {
-    ev.DISPOSITION_ANSWERED: "ANSWERED",
-    ev.DISPOSITION_MISSED: "NO ANSWER",
-    ev.DISPOSITION_BUSY: "BUSY",
-    ev.DISPOSITION_NO_ANSWER: "NO ANSWER",
-    ev.DISPOSITION_FAILED: "FAILED",
-    ev.DISPOSITION_CANCELLED: "NO ANSWER",
-    ev.DISPOSITION_REJECTED: "BUSY",
+
+
+@dataclass(frozen=True)
+class DispositionCodes:
+    """How one disposition of ours is written by the PBXs and CRMs our users come from."""
+
+    q850: int  # the usual ITU-T Q.850 cause (the call's own cause wins when it has one)
+    asterisk_cdr: str  # Asterisk CDR(disposition)
+    asterisk_dialstatus: str  # Asterisk ${DIALSTATUS} after Dial()
+    bitrix24: str  # Bitrix24 telephony.externalcall.finish STATUS_CODE (its call codes table)
+    planfix: str  # Planfix VoIP API call status (it takes Asterisk's DIALSTATUS words)
+
+
+# The one table of disposition codes. Bitrix24 has no "busy" for outgoing and "missed" for incoming
+# alike: 304 is its missed call, 486 busy, 603 declined, 603-S cancelled, 480/404/503 failures.
+DISPOSITION_CODES: dict[ev.Disposition.ValueType, DispositionCodes] = {
+    ev.DISPOSITION_ANSWERED: DispositionCodes(Q850_NORMAL_CLEARING, "ANSWERED", "ANSWER", "200", "ANSWER"),
+    ev.DISPOSITION_MISSED: DispositionCodes(Q850_NO_ANSWER, "NO ANSWER", "NOANSWER", "304", "NOANSWER"),
+    ev.DISPOSITION_NO_ANSWER: DispositionCodes(Q850_NO_ANSWER, "NO ANSWER", "NOANSWER", "304", "NOANSWER"),
+    ev.DISPOSITION_BUSY: DispositionCodes(Q850_USER_BUSY, "BUSY", "BUSY", "486", "BUSY"),
+    ev.DISPOSITION_REJECTED: DispositionCodes(Q850_CALL_REJECTED, "BUSY", "BUSY", "603", "BUSY"),
+    ev.DISPOSITION_CANCELLED: DispositionCodes(Q850_NORMAL_CLEARING, "NO ANSWER", "CANCEL", "603-S", "CANCEL"),
+    ev.DISPOSITION_FAILED: DispositionCodes(
+        Q850_TEMPORARY_FAILURE, "FAILED", "CHANUNAVAIL", "503", "CHANUNAVAIL"
+    ),
 }
+# Failures Bitrix24 tells apart by the SIP status of the attempt.
+_BITRIX24_FAILURES = {403: "403", 404: "404", 484: "484", 480: "480", 402: "402", 423: "423", 503: "503"}
+
+
+def bitrix24_status(disposition: ev.Disposition.ValueType, sip_status: int = 0) -> str:
+    """Bitrix24's STATUS_CODE for a call: its table, refined by the SIP status for failures."""
+    if disposition == ev.DISPOSITION_FAILED and sip_status in _BITRIX24_FAILURES:
+        return _BITRIX24_FAILURES[sip_status]
+    codes = DISPOSITION_CODES.get(disposition)
+    return codes.bitrix24 if codes is not None else "OTHER"
+
+
+def is_missed_call(direction: ev.Direction.ValueType, disposition: ev.Disposition.ValueType) -> bool:
+    """Whether the call log counts a call as missed.
+
+    Inbound and internal: nobody answered it (missed, no_answer). Outbound: the external call did not get
+    through at all (no answer, busy, rejected, failed, cancelled) - a "missed outgoing call". An inbound
+    call refused busy or declined by the agent is not a missed call: it reached someone who said no.
+    """
+    if disposition in (ev.DISPOSITION_UNSPECIFIED, ev.DISPOSITION_ANSWERED):
+        return False
+    if direction == ev.DIRECTION_OUTBOUND:
+        return True
+    return disposition in (ev.DISPOSITION_MISSED, ev.DISPOSITION_NO_ANSWER)
+
+
 DIRECTION_NAMES: dict[ev.Direction.ValueType, str] = {
     ev.DIRECTION_INBOUND: "inbound",
     ev.DIRECTION_OUTBOUND: "outbound",

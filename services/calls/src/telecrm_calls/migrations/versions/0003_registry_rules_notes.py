@@ -48,6 +48,8 @@ def upgrade() -> None:
     with op.batch_alter_table("calls") as batch:
         for column in _call_columns():
             batch.add_column(column)
+    with op.batch_alter_table("missed_call_calls") as batch:
+        batch.add_column(sa.Column("team_ids", sa.JSON(), server_default=sa.text("'[]'"), nullable=False))
     op.create_index(
         op.f("ix_calls_contact_id_started_at_call_id"), "calls", ["contact_id", "started_at", "call_id"]
     )
@@ -190,6 +192,8 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_calls_party_digits"), table_name="calls")
     op.drop_index(op.f("ix_calls_missed_started_at_call_id"), table_name="calls")
     op.drop_index(op.f("ix_calls_contact_id_started_at_call_id"), table_name="calls")
+    with op.batch_alter_table("missed_call_calls") as batch:
+        batch.drop_column("team_ids")
     with op.batch_alter_table("calls") as batch:
         for column in reversed(_call_columns()):
             batch.drop_column(column.name)
