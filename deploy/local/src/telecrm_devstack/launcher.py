@@ -19,8 +19,10 @@ import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from telecrm_devstack import demo_data
 from telecrm_devstack.processes import (
     ManagedProcess,
     NatsServer,
@@ -194,6 +196,8 @@ def start(root: Path, *, env: Mapping[str, str] = os.environ) -> Stack:
             stack.processes.append(proc)
         for spec, proc in zip(SERVICES, stack.processes[1:], strict=True):
             wait_http_ok(f"http://127.0.0.1:{stack.http_ports[spec.name]}/readyz", 90, proc)
+        log.info("demo employees and extensions 101-104")
+        demo_data.seed(stack.nats_url, f"http://127.0.0.1:{stack.http_ports['calls']}")
     except BaseException:
         stop(stack)
         raise
@@ -211,6 +215,8 @@ def stop(stack: Stack) -> None:
 
 def banner(stack: Stack) -> str:
     h = stack.http_ports
+    day = datetime.now(UTC).date()
+    today = f"from={day.isoformat()}&to={(day + timedelta(days=1)).isoformat()}"
     lines = [
         "",
         "telecrm is running. Ctrl-C stops everything.",
@@ -227,6 +233,10 @@ def banner(stack: Stack) -> str:
         "",
         "  Place a test call:   make call            (or make call EXT=102 for a missed call)",
         f"  Then look:           curl -s http://127.0.0.1:{h['calls']}/calls",
+        f"  Missed calls:        curl -s http://127.0.0.1:{h['calls']}/missed-calls",
+        f"  Today's report:      http://127.0.0.1:{h['calls']}/reports/summary.svg?{today}",
+        f"  Per employee:        http://127.0.0.1:{h['calls']}/reports/employees.svg?{today}",
+        f"  Numbers registry:    curl -s http://127.0.0.1:{h['calls']}/numbers",
         "",
     ]
     return "\n".join(lines)

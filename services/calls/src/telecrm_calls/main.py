@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from telecrm_calls import grpc as calls_grpc
-from telecrm_calls import numbers_grpc
+from telecrm_calls import numbers_grpc, reports_grpc
 from telecrm_calls.api import DESCRIPTION, TITLE, calls_router
 from telecrm_calls.directory import DirectoryEventsConsumer, DirectoryReadModel, directory_consumer_spec
 from telecrm_calls.events import TelEventsConsumer, consumer_spec
@@ -26,6 +26,8 @@ from telecrm_calls.numbers_api import numbers_router
 from telecrm_calls.outbox import OutboxPublisher
 from telecrm_calls.recordings import RecordingFiles, RecordingService
 from telecrm_calls.recordings_api import recordings_router
+from telecrm_calls.reports import CallReportService
+from telecrm_calls.reports_api import reports_router
 from telecrm_calls.rules import CallRules
 from telecrm_calls.service import CallLogService
 from telecrm_calls.settings import DEV_CURSOR_SECRET, CallsSettings
@@ -59,6 +61,7 @@ def wire(context: Context) -> Wiring:
         context.db, reasons=settings.call_reasons, results=settings.call_results, on_published=publisher.wake
     )
     registry = NumbersRegistry(context.db, cursor_secret=secret)
+    reports = CallReportService(context.db)
     read_model = DirectoryReadModel(
         context.db, default_region=settings.default_region, on_outbox=publisher.wake
     )
@@ -85,10 +88,12 @@ def wire(context: Context) -> Wiring:
             recordings_router(recordings),
             missed_calls_router(missed),
             numbers_router(registry),
+            reports_router(reports),
         ],
         grpc_services={
             calls_grpc.SERVICE_NAME: lambda server: calls_grpc.add_to_server(server, service, missed, notes),
             numbers_grpc.SERVICE_NAME: lambda server: numbers_grpc.add_to_server(server, registry),
+            reports_grpc.SERVICE_NAME: lambda server: reports_grpc.add_to_server(server, reports),
         },
         background=[
             consumer.consume_tel_events,

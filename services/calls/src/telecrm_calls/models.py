@@ -312,6 +312,9 @@ class MissedCall(CallsBase):
         Index(None, "state", "last_missed_at", "id"),  # the lists, newest first
         Index(None, "last_missed_at", "id"),
         Index(None, "resolving_call_id"),
+        # The callback numbers of the reports: per contact, and the whole company, over a period.
+        Index(None, "contact_id", "first_missed_at"),
+        Index(None, "first_missed_at"),
     )
 
 

@@ -48,6 +48,10 @@ def upgrade() -> None:
     with op.batch_alter_table("calls") as batch:
         for column in _call_columns():
             batch.add_column(column)
+    op.create_index(
+        op.f("ix_missed_calls_contact_id_first_missed_at"), "missed_calls", ["contact_id", "first_missed_at"]
+    )
+    op.create_index(op.f("ix_missed_calls_first_missed_at"), "missed_calls", ["first_missed_at"])
     with op.batch_alter_table("missed_call_calls") as batch:
         batch.add_column(sa.Column("team_ids", sa.JSON(), server_default=sa.text("'[]'"), nullable=False))
     op.create_index(
@@ -192,6 +196,8 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_calls_party_digits"), table_name="calls")
     op.drop_index(op.f("ix_calls_missed_started_at_call_id"), table_name="calls")
     op.drop_index(op.f("ix_calls_contact_id_started_at_call_id"), table_name="calls")
+    op.drop_index(op.f("ix_missed_calls_first_missed_at"), table_name="missed_calls")
+    op.drop_index(op.f("ix_missed_calls_contact_id_first_missed_at"), table_name="missed_calls")
     with op.batch_alter_table("missed_call_calls") as batch:
         batch.drop_column("team_ids")
     with op.batch_alter_table("calls") as batch:
