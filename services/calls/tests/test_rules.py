@@ -405,3 +405,25 @@ async def test_bad_filters_name_the_field(
     response = await client.get("/calls", params=params)
     assert response.status_code == 422
     assert [error["loc"][1] for error in response.json()["detail"]] == [field]
+
+
+async def test_an_employee_on_two_extensions_of_one_call_has_it_once(service: CallLogService) -> None:
+    await seed_registry(service.db)
+    async with service.db.session() as session:  # Ann's second phone
+        session.add(Number(id="n-105", kind="internal", number="105", digits="105", employee_id="e-ann"))
+    call = CallScript("two-phones", caller=CUSTOMER, extension="101")
+    await service.ingest(
+        [
+            call.offered(),
+            call.ringing(0.1, "101"),
+            call.ringing(0.1, "105"),
+            call.ended(20, ev.DISPOSITION_MISSED),
+        ]
+    )
+
+    page = await service.list_calls(CallQuery(employee_id="e-ann", include_total=True))
+    assert ([e.call.call_id for e in page.items], page.total) == (["two-phones"], 1)
+    assert await parties(service, "two-phones") == {
+        "101": ("e-ann", "t-sales", "rang"),
+        "105": (None, "t-sales", "rang"),  # her second leg: the employee is named once a call
+    }
