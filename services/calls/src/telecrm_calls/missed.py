@@ -303,15 +303,75 @@ async def track(
     # same time by two replicas are folded together by whichever of them takes the lock second.
     await repo.lock_numbers(session, since.keys() | answered_keys.keys())
     # An answered call matters only to numbers with items (every missed call is in one).
-    with_items = await repo.keys_with_items(session, answered_keys.keys() - since.keys())
+    with_items = await repo.keys_with_items(session, since.keys() | answered_keys.keys())
     for key, when in answered_keys.items():
         if key in since or key in with_items:
             note(key, when)
+    # A number without items has no missed calls but this batch's (every missed call is in an item):
+    # its items are new, folded from these calls and the answers after them, for all such numbers at
+    # once. The others are refolded one by one from their stored calls.
+    fresh = {key for key in since if key not in with_items}
     rows: list[dict[str, Any]] = []
-    for key in sorted(since):
+    changed: list[tuple[MissedCall, ItemState]] = []
+    if fresh:
+        rows += await _fold_fresh(session, fresh, records, now_missed, since, changed)
+    for key in sorted(since.keys() - fresh):
         rows += await _refold(session, key, since[key], now_missed)
+    if changed:
+        await session.flush()
+        await _replace_members(session, changed)
     await outbox.add(session, rows)
     return len(rows)
+
+
+async def _fold_fresh(
+    session: AsyncSession,
+    keys: set[str],
+    records: Sequence[CallRecord],
+    now_missed: Mapping[str, Rang],
+    since: Mapping[str, datetime],
+    changed: list[tuple[MissedCall, ItemState]],
+) -> list[dict[str, Any]]:
+    """Create the items of numbers that had none (see :func:`track`); appends them to ``changed``."""
+    missed: dict[str, list[MissedInput]] = defaultdict(list)
+    for record in records:
+        key = customer_key(record)
+        if key in keys and record.call_id in now_missed:
+            missed[key].append(
+                MissedInput(
+                    call_id=record.call_id,
+                    started_at=record.started_at,
+                    number=record.caller_number,
+                    e164=record.caller_e164,
+                    caller_name=record.caller_name,
+                    rang=now_missed[record.call_id],
+                    contact_id=record.contact_id,
+                )
+            )
+    resolving: dict[str, list[ResolvingInput]] = defaultdict(list)
+    for call in await repo.resolving_calls_of_keys(session, keys, min(since[key] for key in keys)):
+        key = customer_key(call)
+        if key in keys and call.started_at >= since[key]:
+            resolving[key].append(
+                ResolvingInput(
+                    call_id=call.call_id,
+                    started_at=call.started_at,
+                    answered_at=call.answered_at,
+                    direction=call.direction or "",
+                    extension=call.extension,
+                    employee_id=call.employee_id,
+                )
+            )
+    rows: list[dict[str, Any]] = []
+    for key in sorted(keys):
+        for state in fold_items(key, missed[key], resolving[key]):
+            item = MissedCall(id=uuid.uuid4().hex, version=1, created_at=utcnow())
+            _apply(item, state)
+            session.add(item)
+            changed.append((item, state))
+            kinds = ["created", "resolved"] if state.state == RESOLVED else ["created"]
+            rows += [_outbox_row(kind, item, state) for kind in kinds]
+    return rows
 
 
 async def _refold(
@@ -382,6 +442,12 @@ async def _refold(
         rows.append(_outbox_row("updated", item, before, state_name=DISCARDED))
     await session.flush()
     await repo.delete_items(session, [item.id for item in gone])
+    await _replace_members(session, changed)
+    return rows
+
+
+async def _replace_members(session: AsyncSession, changed: Sequence[tuple[MissedCall, ItemState]]) -> None:
+    """Write the calls and targets of these items as their states say."""
     await repo.replace_members(
         session,
         [item.id for item, _ in changed],
@@ -408,7 +474,6 @@ async def _refold(
             for value in values
         ],
     )
-    return rows
 
 
 def _stored_rang(member: MissedCallMember | None, call: Call) -> Rang:

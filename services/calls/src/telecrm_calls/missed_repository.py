@@ -117,6 +117,30 @@ async def resolving_calls_of(session: AsyncSession, key: str, since: datetime | 
     return list((await session.scalars(stmt)).all())
 
 
+async def resolving_calls_of_keys(
+    session: AsyncSession, keys: Collection[str], since: datetime
+) -> list[Call]:
+    """The answered calls with any of the numbers (from it, or to it) that started at or after ``since``
+    (one query for a batch of numbers; group them with :func:`telecrm_calls.missed.customer_key`)."""
+    if not keys:
+        return []
+    wanted = sorted(keys)
+
+    def party_in(number: InstrumentedAttribute[str | None], e164: InstrumentedAttribute[str | None]) -> Any:
+        return or_(e164.in_(wanted), and_(e164.is_(None), number.in_(wanted)))
+
+    stmt = select(Call).where(
+        Call.state == "ended",
+        Call.disposition == "answered",
+        or_(
+            and_(Call.direction == "inbound", party_in(Call.caller_number, Call.caller_e164)),
+            and_(Call.direction == "outbound", party_in(Call.callee_number, Call.callee_e164)),
+        ),
+        *_since(Call.started_at, since),
+    )
+    return list((await session.scalars(stmt)).all())
+
+
 async def items_of(session: AsyncSession, key: str, since: datetime | None) -> list[MissedCall]:
     """The number's items whose first missed call started at or after ``since`` (all when None)."""
     stmt = select(MissedCall).where(MissedCall.number_key == key, *_since(MissedCall.first_missed_at, since))

@@ -181,8 +181,20 @@ async def stage_record_event(
     it now is, loaded in ``session`` under the call's lock. Returns whether an event was staged (False
     while the call is live): wake the outbox publisher after the commit when it was.
     """
-    if call.state != ENDED:
+    row = record_event_row(call, changed=changed, employee_ids=employee_ids)
+    if row is None:
         return False
+    await outbox.add(session, [row])
+    return True
+
+
+def record_event_row(
+    call: Call, *, changed: Sequence[str], employee_ids: Sequence[str] | None = None
+) -> dict[str, Any] | None:
+    """The outbox row of :func:`stage_record_event` (the revision bumped), or None while the call is
+    live; for callers that stage many calls at once and add the rows in one statement."""
+    if call.state != ENDED:
+        return None
     revision = (call.published_revision or 0) + 1
     call.published_revision = revision
     kind = CREATED if revision == 1 else UPDATED
@@ -194,5 +206,4 @@ async def stage_record_event(
         changed=[] if kind == CREATED else list(dict.fromkeys(changed)),
     )
     getattr(event, kind).CopyFrom(call_proto(call, employee_ids=employee_ids))
-    await outbox.add(session, [outbox.row(CALL_RECORD_SUBJECTS[kind], event, event_id)])
-    return True
+    return outbox.row(CALL_RECORD_SUBJECTS[kind], event, event_id)

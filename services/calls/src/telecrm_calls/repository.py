@@ -70,13 +70,15 @@ async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     if not rows:
         return set()
     now = utcnow()
+    # Parameters as a list (executemany with RETURNING, "insertmanyvalues"): one cached statement
+    # whatever the batch size, where .values([...]) compiles anew for every size.
     stmt = (
         _insert(session)(CallEventRow)
-        .values([{**row, "received_at": now} for row in rows])
         .on_conflict_do_nothing(index_elements=[CallEventRow.event_id])
         .returning(CallEventRow.event_id)
     )
-    return set((await session.scalars(stmt)).all())
+    result = await session.execute(stmt, [{**row, "received_at": now} for row in rows])
+    return set(result.scalars().all())
 
 
 async def load_events(session: AsyncSession, call_ids: Collection[str]) -> dict[str, list[bytes]]:
@@ -104,14 +106,16 @@ async def upsert_calls(session: AsyncSession, records: Sequence[CallRecord]) -> 
         return
     now = utcnow()
     rows = [{**r.row(), "created_at": now, "updated_at": now} for r in records]
-    insert = _insert(session)(Call)
+    table = Call.__table__
+    # The Core table, not the ORM entity: an executemany without the ORM's bulk-persistence overhead.
+    insert = _insert(session)(table)
     keep = {"call_id", "created_at"}
     set_: dict[str, Any] = {name: insert.excluded[name] for name in rows[0] if name not in keep}
     for name in LINK_COLUMNS:
         # An agent's links stay; a link the directory made stays when the registry no longer finds one.
-        kept = getattr(Call, name)
-        set_[name] = case((Call.links_edited, kept), else_=func.coalesce(insert.excluded[name], kept))
-    stmt = insert.on_conflict_do_update(index_elements=[Call.call_id], set_=set_)
+        kept = table.c[name]
+        set_[name] = case((table.c.links_edited, kept), else_=func.coalesce(insert.excluded[name], kept))
+    stmt = insert.on_conflict_do_update(index_elements=[table.c.call_id], set_=set_)
     await session.execute(stmt, rows)
 
 

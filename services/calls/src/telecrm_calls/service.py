@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from telecrm.events.v1 import call_events_pb2 as ev
-from telecrm_calls import missed, missed_repository, record_events, registry, repository, rules
+from telecrm_calls import missed, missed_repository, outbox, record_events, registry, repository, rules
 from telecrm_calls.records import (  # the record and paging, re-exported for the API layers
     DEFAULT_PAGE_SIZE,
     EPOCH,
@@ -186,17 +186,17 @@ class CallLogService:
     ) -> int:
         """Stage ``calls.record.*`` for the ended calls among these (created the first time, then
         updated with ``change``); returns how many events were staged."""
-        staged = 0
+        rows = []
         for call in await repository.ended_calls(session, records.keys()):
             record = records.get(call.call_id)
-            employees = (
-                None if record is None else sorted({p.employee_id for p in record.parties if p.employee_id})
-            )
-            if await record_events.stage_record_event(
-                session, call, changed=[change], employee_ids=employees
-            ):
-                staged += 1
-        return staged
+            employees = None
+            if record is not None:
+                employees = sorted({party.employee_id for party in record.parties if party.employee_id})
+            row = record_events.record_event_row(call, changed=[change], employee_ids=employees)
+            if row is not None:
+                rows.append(row)
+        await outbox.add(session, rows)  # one statement for the batch
+        return len(rows)
 
     async def list_calls(self, query: CallQuery) -> CallPage:
         """One page of calls, newest first; raises InvalidQuery or InvalidCursor."""
