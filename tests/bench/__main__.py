@@ -1,30 +1,102 @@
 """`make bench`: run every benchmark and print one table.
 
-python -m tests.bench [--calls N] [--repeats N] [--only bus|sip]
+python -m tests.bench [--calls N] [--repeats N] [--only bus|sip|calls-scale] [--database-url URL]
+
+--calls is the call lifecycles per bus run for `bus` (default 2000) and the size of the generated call
+log for `calls-scale` (default 10,000,000). `calls-scale` needs PostgreSQL (--database-url, by default
+the local server); it is skipped when none answers, unless asked for with --only.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+from pathlib import Path
 
-from tests.bench import bus_to_calls
+import asyncpg
+
+from tests.bench import bus_to_calls, calls_data
 from tests.bench.report import Row, table
 
 
+def _postgres_answers(url: str) -> bool:
+    async def probe() -> None:
+        conn = await asyncpg.connect(calls_data.plain_url(url), database="postgres", timeout=5)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    return True
+
+
+def calls_scale(args: argparse.Namespace) -> list[Row]:
+    from tests.bench import calls_scale
+
+    url = args.database_url or calls_data.DEFAULT_DATABASE_URL
+    if args.only is None and not _postgres_answers(url):
+        return [Row("call log at scale (calls-scale)", "skipped", f"no PostgreSQL answers at {url}")]
+    calls = args.calls or calls_data.DEFAULT_CALLS
+    rows = calls_scale.run(calls, url, runs=args.runs, say=lambda s: print(s, flush=True))
+    if args.ingest_calls:
+        rows += bus_to_calls.run(
+            calls=args.ingest_calls, repeats=args.repeats, database_url=url, profile=args.profile_ingest
+        )
+        if args.ingest_into_dataset:
+            rows += bus_to_calls.run(
+                calls=args.ingest_calls, repeats=args.repeats, database_url=url, into_existing=True
+            )
+    return rows
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--calls", type=int, default=2000, help="call lifecycles per bus run")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--calls",
+        type=int,
+        default=None,
+        help="call lifecycles per bus run; calls in the calls-scale dataset",
+    )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", choices=["bus", "sip"], default=None)
+    parser.add_argument("--only", choices=["bus", "sip", "calls-scale"], default=None)
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="PostgreSQL for calls-scale (its dataset database) and bus (a fresh database on that server)",
+    )
+    parser.add_argument("--runs", type=int, default=60, help="calls-scale: timed runs per query case")
+    parser.add_argument(
+        "--ingest-calls",
+        type=int,
+        default=20_000,
+        help="calls-scale: call lifecycles per ingestion run (0: no ingestion benchmark)",
+    )
+    parser.add_argument(
+        "--ingest-into-dataset",
+        action="store_true",
+        help="calls-scale: also ingest into the big dataset's database (its calls are removed afterwards)",
+    )
+    parser.add_argument(
+        "--profile-ingest", type=Path, default=None, help="calls-scale: cProfile the calls service into FILE"
+    )
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs must be positive (the issue's figures use at least 50)")
     rows: list[Row] = []
     if args.only in (None, "bus"):
-        rows += bus_to_calls.run(calls=args.calls, repeats=args.repeats)
+        rows += bus_to_calls.run(
+            calls=args.calls or 2000, repeats=args.repeats, database_url=args.database_url
+        )
     if args.only in (None, "sip"):
         from tests.bench import sip_gateway
 
         rows += sip_gateway.run(repeats=args.repeats)
+    if args.only in (None, "calls-scale"):
+        rows += calls_scale(args)
     print()
     print(table(rows, "make bench  (" + " ".join(["python -m tests.bench", *sys.argv[1:]]) + ")"))
 

@@ -32,8 +32,9 @@ class CallsSettings(ServiceSettings):
     migrate_on_start: bool = True
     # The durable JetStream consumer that every replica of the service shares.
     consumer_durable: str = "calls"
-    # Events fetched and stored per transaction.
-    consumer_batch_size: int = Field(default=200, ge=1, le=1000)
+    # Events fetched and stored per transaction (at most; a fetch returns what is there at once). Bigger
+    # batches amortize the per-transaction statements: 500 ingested a third faster than 200 (PostgreSQL).
+    consumer_batch_size: int = Field(default=500, ge=1, le=1000)
     # The durable consumer of crm's employee and contact events (the registry's read models).
     directory_consumer_durable: str = "calls-directory"
     # Region for numbers written without a country code (ISO 3166 alpha-2: "BG", "RO", "UA"...).
