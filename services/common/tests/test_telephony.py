@@ -11,8 +11,8 @@ from telecrm_common.telephony import (
     DISPOSITION_NAMES,
     bitrix24_status,
     digits,
-    is_missed_call,
     disposition_for_unanswered,
+    is_missed_call,
     normalize_number,
     q850_for_sip_status,
 )
@@ -143,7 +143,18 @@ def test_every_disposition_has_a_name_and_the_codes_of_each_system() -> None:
     assert {c.asterisk_cdr for c in codes} <= {"ANSWERED", "NO ANSWER", "BUSY", "FAILED", "CONGESTION"}
     dialstatus = {"ANSWER", "BUSY", "NOANSWER", "CANCEL", "CONGESTION", "CHANUNAVAIL", "DONTCALL", "TORTURE"}
     assert {c.asterisk_dialstatus for c in codes} <= dialstatus
-    assert {c.bitrix24 for c in codes} <= {"200", "304", "603", "603-S", "403", "404", "486", "484", "503", "480"}
+    assert {c.bitrix24 for c in codes} <= {
+        "200",
+        "304",
+        "603",
+        "603-S",
+        "403",
+        "404",
+        "486",
+        "484",
+        "503",
+        "480",
+    }
     assert all(1 <= c.q850 <= 127 for c in codes)
 
 

@@ -154,7 +154,9 @@ DISPOSITION_CODES: dict[ev.Disposition.ValueType, DispositionCodes] = {
     ev.DISPOSITION_NO_ANSWER: DispositionCodes(Q850_NO_ANSWER, "NO ANSWER", "NOANSWER", "304", "NOANSWER"),
     ev.DISPOSITION_BUSY: DispositionCodes(Q850_USER_BUSY, "BUSY", "BUSY", "486", "BUSY"),
     ev.DISPOSITION_REJECTED: DispositionCodes(Q850_CALL_REJECTED, "BUSY", "BUSY", "603", "BUSY"),
-    ev.DISPOSITION_CANCELLED: DispositionCodes(Q850_NORMAL_CLEARING, "NO ANSWER", "CANCEL", "603-S", "CANCEL"),
+    ev.DISPOSITION_CANCELLED: DispositionCodes(
+        Q850_NORMAL_CLEARING, "NO ANSWER", "CANCEL", "603-S", "CANCEL"
+    ),
     ev.DISPOSITION_FAILED: DispositionCodes(
         Q850_TEMPORARY_FAILURE, "FAILED", "CHANUNAVAIL", "503", "CHANUNAVAIL"
     ),
