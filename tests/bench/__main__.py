@@ -42,11 +42,19 @@ def calls_scale(args: argparse.Namespace) -> list[Row]:
     rows = calls_scale.run(calls, url, runs=args.runs, say=lambda s: print(s, flush=True))
     if args.ingest_calls:
         rows += bus_to_calls.run(
-            calls=args.ingest_calls, repeats=args.repeats, database_url=url, profile=args.profile_ingest
+            calls=args.ingest_calls,
+            repeats=args.repeats,
+            database_url=url,
+            profile=args.profile_ingest,
+            replicas=args.ingest_replicas,
         )
         if args.ingest_into_dataset:
             rows += bus_to_calls.run(
-                calls=args.ingest_calls, repeats=args.repeats, database_url=url, into_existing=True
+                calls=args.ingest_calls,
+                repeats=args.repeats,
+                database_url=url,
+                into_existing=True,
+                replicas=args.ingest_replicas,
             )
     return rows
 
@@ -79,6 +87,12 @@ def main() -> None:
         "--ingest-into-dataset",
         action="store_true",
         help="calls-scale: also ingest into the big dataset's database (its calls are removed afterwards)",
+    )
+    parser.add_argument(
+        "--ingest-replicas",
+        type=int,
+        default=1,
+        help="calls-scale: calls service replicas sharing the consumer",
     )
     parser.add_argument(
         "--profile-ingest", type=Path, default=None, help="calls-scale: cProfile the calls service into FILE"

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import make_url, text
+from sqlalchemy import bindparam, make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from telecrm.events.v1 import call_events_pb2 as ev
@@ -92,6 +92,8 @@ class RunResult:
     max_lag: int
     records: int
     call_ids: list[str]
+    outbox_backlog: int  # calls.* events waiting in the outbox when the consumer had caught up
+    outbox_seconds: float  # how long after that the outbox was empty
 
 
 async def one_run(nats_url: str, database_url: str, calls: int, durable: str, first: int = 0) -> RunResult:
@@ -118,14 +120,38 @@ async def one_run(nats_url: str, database_url: str, calls: int, durable: str, fi
     await bus.close()
     engine = create_async_engine(async_url(database_url))
     async with engine.connect() as conn:
-        records = (
-            await conn.execute(
-                text("SELECT count(*) FROM calls WHERE state = 'ended' AND call_id = ANY(:ids)"),
-                {"ids": call_ids},
-            )
-        ).scalar_one()
+        # What the service publishes in turn (calls.record.*, calls.missed.*) leaves through the outbox.
+        backlog = None
+        while time.perf_counter() - t_done < 120:
+            pending = int((await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one())
+            await conn.commit()
+            backlog = pending if backlog is None else backlog
+            if pending == 0:
+                break
+            await asyncio.sleep(0.05)
+        t_outbox = time.perf_counter()
+        # Counted in chunks with IN (portable: SQLite has no ANY, and caps the parameters of a query).
+        records = 0
+        for chunk in range(0, len(call_ids), 500):
+            records += (
+                await conn.execute(
+                    text("SELECT count(*) FROM calls WHERE state = 'ended' AND call_id IN :ids").bindparams(
+                        bindparam("ids", expanding=True)
+                    ),
+                    {"ids": call_ids[chunk : chunk + 500]},
+                )
+            ).scalar_one()
     await engine.dispose()
-    return RunResult(len(events), t_published - t0, t_done - t0, max_lag, int(records), call_ids)
+    return RunResult(
+        len(events),
+        t_published - t0,
+        t_done - t0,
+        max_lag,
+        int(records),
+        call_ids,
+        backlog or 0,
+        t_outbox - t_done,
+    )
 
 
 async def _delete_calls(database_url: str, call_ids: list[str], since: datetime) -> None:
@@ -167,6 +193,7 @@ def run(
     database_url: str | None = None,
     into_existing: bool = False,
     profile: Path | None = None,
+    replicas: int = 1,
 ) -> list[Row]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -186,27 +213,38 @@ def run(
             where = " (fresh database)"
         backend = ("PostgreSQL" if database_url.startswith("postgresql") else "SQLite") + where
         since = datetime.now(UTC)
-        command = [sys.executable, "-m", "telecrm_calls"]
-        if profile is not None:
-            profile.parent.mkdir(parents=True, exist_ok=True)
-            command = [sys.executable, "-m", "cProfile", "-o", str(profile.resolve()), "-m", "telecrm_calls"]
-        port = free_port()
-        env = {
-            "CALLS_NATS_URL": nats.url,
-            "CALLS_DATABASE_URL": database_url,
-            "CALLS_HTTP_PORT": str(port),
-            "CALLS_GRPC_PORT": str(free_port()),
-            "CALLS_LOG_LEVEL": "WARNING",
-        }
-        proc = ManagedProcess(
-            "calls",
-            command,
-            env=env,
-            log_path=root / "calls.log",
-        ).start()
+        if replicas > 1:
+            backend += f", {replicas} replicas"
+        procs: list[ManagedProcess] = []
         results: list[RunResult] = []
         try:
-            wait_http_ok(f"http://127.0.0.1:{port}/readyz", 60, proc)
+            # Replicas share the durable consumer (each event handled once); only the first is profiled.
+            for replica in range(replicas):
+                command = [sys.executable, "-m", "telecrm_calls"]
+                if profile is not None and replica == 0:
+                    profile.parent.mkdir(parents=True, exist_ok=True)
+                    command = [
+                        sys.executable,
+                        "-m",
+                        "cProfile",
+                        "-o",
+                        str(profile.resolve()),
+                        "-m",
+                        "telecrm_calls",
+                    ]
+                port = free_port()
+                env = {
+                    "CALLS_NATS_URL": nats.url,
+                    "CALLS_DATABASE_URL": database_url,
+                    "CALLS_HTTP_PORT": str(port),
+                    "CALLS_GRPC_PORT": str(free_port()),
+                    "CALLS_LOG_LEVEL": "WARNING",
+                }
+                proc = ManagedProcess(
+                    "calls", command, env=env, log_path=root / f"calls-{replica}.log"
+                ).start()
+                procs.append(proc)
+                wait_http_ok(f"http://127.0.0.1:{port}/readyz", 60, proc)
             for repeat in range(repeats):
                 results.append(asyncio.run(one_run(nats.url, database_url, calls, "calls", repeat * calls)))
             expected = calls * repeats
@@ -239,7 +277,14 @@ def run(
                 Row(
                     "  consumer lag, max while catching up (messages)",
                     f"{statistics.median([r.max_lag for r in results]):,.0f}",
-                    f"drained {drain:.2f}s after the last publish (median)",
+                    f"drained {drain:.2f}s after the last publish (median); lag in time = messages / rate",
+                )
+            )
+            rows.append(
+                Row(
+                    "  outbox backlog when the consumer caught up (calls.* events)",
+                    f"{statistics.median([r.outbox_backlog for r in results]):,.0f}",
+                    f"empty {statistics.median([r.outbox_seconds for r in results]):.2f}s later (median)",
                 )
             )
             rows.append(
@@ -250,7 +295,8 @@ def run(
                 )
             )
         finally:
-            proc.stop()
+            for proc in procs:
+                proc.stop()
             nats.stop()
             if drop is not None:
                 drop(database_url)
