@@ -132,13 +132,13 @@ async def one_run(nats_url: str, database_url: str, calls: int, durable: str, fi
         t_outbox = time.perf_counter()
         # Counted in chunks with IN (portable: SQLite has no ANY, and caps the parameters of a query).
         records = 0
-        for chunk in range(0, len(call_ids), 500):
+        for offset in range(0, len(call_ids), 500):
             records += (
                 await conn.execute(
                     text("SELECT count(*) FROM calls WHERE state = 'ended' AND call_id IN :ids").bindparams(
                         bindparam("ids", expanding=True)
                     ),
-                    {"ids": call_ids[chunk : chunk + 500]},
+                    {"ids": call_ids[offset : offset + 500]},
                 )
             ).scalar_one()
     await engine.dispose()
