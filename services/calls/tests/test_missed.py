@@ -40,7 +40,7 @@ from telecrm_calls.models import OutboxMessage
 from telecrm_calls.outbox import OutboxPublisher
 from telecrm_calls.service import CallLogService, build_record
 from telecrm_calls.settings import CallsSettings
-from telecrm_calls.testing import T0, CallScript
+from telecrm_calls.testing import T0, CallScript, stream_messages
 from telecrm_common.app import http_app
 from telecrm_common.bus import Bus, BusError, InvalidMessage
 from telecrm_common.db import Database
@@ -618,21 +618,11 @@ async def bus(nats_server: Any) -> AsyncIterator[Bus]:
 
 async def stream_events(bus: Bus, number: str) -> list[tuple[str, missed_pb.MissedCallEvent]]:
     """Every missed-call event of the CALLS stream about the number, in stream order."""
-    sub = await bus.js.subscribe("calls.missed.>", stream="CALLS", ordered_consumer=True)
-    found = []
-    try:
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=0.5)
-            except TimeoutError:
-                return found
-            event = decode_missed_call_event(msg.subject, msg.data)
-            kind = event.WhichOneof("kind")
-            assert kind is not None
-            if getattr(event, kind).number == number:
-                found.append((msg.subject, event))
-    finally:
-        await sub.unsubscribe()
+
+    def about(event: missed_pb.MissedCallEvent) -> bool:
+        return bool(getattr(event, event.WhichOneof("kind") or "created").number == number)
+
+    return await stream_messages(bus, "calls.missed.>", decode_missed_call_event, about)
 
 
 async def test_events_are_published_after_commit_once(db: Database, bus: Bus) -> None:

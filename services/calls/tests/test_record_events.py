@@ -19,6 +19,7 @@ from telecrm_calls.models import Call, OutboxMessage
 from telecrm_calls.notes import CallNotesService
 from telecrm_calls.outbox import OutboxPublisher
 from telecrm_calls.record_events import call_proto, record_event_id, stage_record_event
+from telecrm_calls.testing import stream_messages
 from telecrm_common.bus import Bus, InvalidMessage
 from telecrm_common.db import Database
 from telecrm_common.events import STREAMS, call_record_subject, decode_call_record_event
@@ -330,21 +331,11 @@ async def bus(nats_server: Any) -> AsyncIterator[Bus]:
 
 async def stream_events(bus: Bus, call_id: str) -> list[tuple[str, record_pb.CallRecordEvent]]:
     """Every record event of the CALLS stream about the call, in stream order."""
-    sub = await bus.js.subscribe("calls.record.>", stream="CALLS", ordered_consumer=True)
-    found: list[tuple[str, record_pb.CallRecordEvent]] = []
-    try:
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=0.5)
-            except TimeoutError:
-                return found
-            event = decode_call_record_event(msg.subject, msg.data)
-            kind = event.WhichOneof("kind")
-            assert kind is not None
-            if getattr(event, kind).call_id == call_id:
-                found.append((msg.subject, event))
-    finally:
-        await sub.unsubscribe()
+
+    def about(event: record_pb.CallRecordEvent) -> bool:
+        return bool(getattr(event, event.WhichOneof("kind") or "created").call_id == call_id)
+
+    return await stream_messages(bus, "calls.record.>", decode_call_record_event, about)
 
 
 async def test_record_events_reach_the_bus_once(db: Database, bus: Bus) -> None:

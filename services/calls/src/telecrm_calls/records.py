@@ -67,6 +67,10 @@ class InvalidCursor(CallsError):
 # --- the fold ------------------------------------------------------------------------------------
 
 
+# The roles of a party, strongest first: an extension (or an employee) with several is named by this one.
+PARTY_ROLE_STRENGTH = {"placed": 4, "answered": 3, "transferred": 2, "rang": 1}
+
+
 @dataclass(frozen=True)
 class PartyRef:
     """An extension the call involved, as the events tell it (the registry adds employee and team)."""
@@ -397,7 +401,7 @@ def _parties(
     """Every extension of ours the call involved, with its role (one role per extension, the
     strongest: placed > answered > transferred > rang)."""
     found: dict[str, PartyRef] = {}
-    strength = {"placed": 4, "answered": 3, "transferred": 2, "rang": 1}
+    strength = PARTY_ROLE_STRENGTH
 
     def add(ext: str | None, role: str, employee: str | None = None) -> None:
         if not ext:

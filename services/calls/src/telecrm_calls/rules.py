@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from telecrm.events.v1 import call_events_pb2 as ev
-from telecrm_calls.records import CallRecord, PartyRef
+from telecrm_calls.records import PARTY_ROLE_STRENGTH, CallRecord, PartyRef
 from telecrm_calls.registry import RegistryView
 from telecrm_common.telephony import DIRECTION_BY_NAME, DISPOSITION_BY_NAME, digits, is_missed_call
 
@@ -61,15 +61,12 @@ def is_internal_number(number: str | None, view: RegistryView, rules: CallRules)
     return 0 < count < rules.external_number_min_digits and count == len(number.strip())
 
 
-_STRENGTH = {"placed": 4, "answered": 3, "transferred": 2, "rang": 1}
-
-
 def _one_per_employee(parties: tuple[PartyRef, ...]) -> tuple[PartyRef, ...]:
     """An employee is named on one party of a call only, its strongest role (placed, answered,
     transferred, rang): an employee with two extensions on one call has the call once in their log."""
     seen: set[str] = set()
     kept: dict[str, PartyRef] = {}
-    for party in sorted(parties, key=lambda p: (-_STRENGTH[p.role], p.extension)):
+    for party in sorted(parties, key=lambda p: (-PARTY_ROLE_STRENGTH[p.role], p.extension)):
         employee = party.employee_id if party.employee_id not in seen else None
         seen.update(x for x in (employee,) if x)
         kept[party.extension] = replace(party, employee_id=employee)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from telecrm.events.v1 import call_events_pb2 as ev
 from telecrm_calls.models import Call
 from telecrm_calls.records import RECORD_COLUMNS, CallRecord
+from telecrm_common.bus import Bus
 
 T0 = datetime(2025, 3, 14, 9, 26, 53, 589000, tzinfo=UTC)
 
@@ -145,3 +148,26 @@ class CallScript:
 def record_values(record: CallRecord | Call) -> dict[str, object]:
     """The comparable values of a record or a row (without created_at / updated_at)."""
     return {name: getattr(record, name) for name in RECORD_COLUMNS}
+
+
+M = TypeVar("M")
+
+
+async def stream_messages(
+    bus: Bus, subjects: str, decode: Callable[[str, bytes], M], keep: Callable[[M], bool]
+) -> list[tuple[str, M]]:
+    """Every message of the CALLS stream on ``subjects`` that ``keep`` accepts, decoded, in stream
+    order (read with an ordered consumer until none comes for half a second)."""
+    sub = await bus.js.subscribe(subjects, stream="CALLS", ordered_consumer=True)
+    found: list[tuple[str, M]] = []
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=0.5)
+            except TimeoutError:
+                return found
+            message = decode(msg.subject, msg.data)
+            if keep(message):
+                found.append((msg.subject, message))
+    finally:
+        await sub.unsubscribe()
