@@ -1,166 +1,35 @@
-"""The transactional outbox: events the call log publishes, written in the transaction that made them.
-
-The service layer adds a row (:func:`add`) in the same transaction as the change it reports, so a
-change is never committed without its event, nor an event published for a change that rolled back.
-:class:`OutboxPublisher` (a background task of every replica) publishes the rows in the order they were
-written and deletes them once JetStream has acknowledged them. A crash between the two publishes a row
-again on the next round: its ``Nats-Msg-Id`` is the same, so the stream stores it once (within the
-stream's duplicate window), and consumers can drop it by its event id after that.
-
-On PostgreSQL one replica at a time publishes (a session-level advisory lock, tried, never waited
-for), which keeps the rows in order on the stream; the others skip the round.
-"""
+"""The call log's transactional outbox: :mod:`telecrm_common.outbox` over the calls ``outbox`` table."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Sequence
 from typing import Any
 
-from google.protobuf import descriptor_pool, message_factory
-from google.protobuf.message import Message
-from sqlalchemy import delete, func, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from telecrm_calls.models import OutboxMessage, utcnow
-from telecrm_common import telemetry
+from telecrm_calls.models import OutboxMessage
+from telecrm_common import outbox as common_outbox
 from telecrm_common.bus import Bus
 from telecrm_common.db import Database
+from telecrm_common.outbox import row
 
-log = logging.getLogger(__name__)
+__all__ = ["OutboxPublisher", "add", "row", "size"]
 
-# The two-int4 key of the publisher's advisory lock ("ob", 0), a key space apart from the call locks.
-PUBLISHER_LOCK = {"class_id": 0x6F62, "object_id": 0}
-
-
-def row(subject: str, message: Message, msg_id: str) -> dict[str, Any]:
-    """An outbox row for ``message`` on ``subject``, with the writer's trace context."""
-    return {
-        "subject": subject,
-        "msg_id": msg_id,
-        "message_type": message.DESCRIPTOR.full_name,
-        "payload": message.SerializeToString(deterministic=True),
-        "headers": dict(telemetry.inject({})),
-    }
+TABLE: Table = OutboxMessage.__table__  # type: ignore[assignment]
 
 
 async def add(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Write rows to the outbox, in this order, inside the caller's transaction."""
-    if rows:
-        now = utcnow()
-        await session.execute(
-            OutboxMessage.__table__.insert(),  # type: ignore[attr-defined]
-            [{**r, "created_at": now} for r in rows],
-        )
+    await common_outbox.add(session, TABLE, rows)
 
 
 async def size(session: AsyncSession) -> int:
-    return int(await session.scalar(select(func.count()).select_from(OutboxMessage)) or 0)
+    return await common_outbox.size(session, TABLE)
 
 
-def _decode(message_type: str, payload: bytes) -> Message:
-    descriptor = descriptor_pool.Default().FindMessageTypeByName(message_type)
-    message: Message = message_factory.GetMessageClass(descriptor)()
-    message.ParseFromString(payload)
-    return message
+class OutboxPublisher(common_outbox.OutboxPublisher):
+    """Publishes the call log's outbox."""
 
-
-class OutboxPublisher:
-    """Publishes the outbox: when woken (after a commit that wrote to it) and every ``interval`` s."""
-
-    def __init__(
-        self,
-        db: Database,
-        bus: Bus,
-        *,
-        batch_size: int = 100,
-        interval: float = 1.0,
-        publish_timeout: float = 5.0,
-    ) -> None:
-        self._db = db
-        self._bus = bus
-        self._batch_size = batch_size
-        self._interval = interval
-        self._publish_timeout = publish_timeout
-        self._wake = asyncio.Event()
-
-    def wake(self) -> None:
-        """Publish soon (called after a transaction that wrote to the outbox committed)."""
-        self._wake.set()
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Publish until ``stop`` is set (a ServiceRunner background task); failures are retried."""
-        delay = self._interval
-        while not stop.is_set():
-            self._wake.clear()  # before reading: a commit while publishing wakes the next round
-            try:
-                await self.publish_pending(stop)
-            except Exception as exc:
-                delay = min(delay * 2, 30.0)
-                log.warning("publishing the outbox failed (%s); retrying in %.0fs", exc, delay)
-            else:
-                delay = self._interval
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
-            try:
-                await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
-
-    async def publish_pending(self, stop: asyncio.Event | None = None) -> int:
-        """Publish the rows of the outbox in order until it is empty, a publish fails or ``stop`` is set.
-
-        Returns how many were published (0 when another replica holds the publisher lock). A failing
-        publish raises (BusError) after the rows published before it have been removed.
-        """
-        total = 0
-        async with self._db.engine.connect() as conn:
-            if not await self._lock(conn):
-                return 0
-            try:
-                while True:
-                    rows = (
-                        await conn.execute(
-                            select(OutboxMessage).order_by(OutboxMessage.seq).limit(self._batch_size)
-                        )
-                    ).all()
-                    await conn.commit()
-                    if not rows or (stop is not None and stop.is_set()):
-                        return total
-                    done: list[int] = []
-                    try:
-                        for r in rows:
-                            await self._bus.publish(
-                                r.subject,
-                                _decode(r.message_type, r.payload),
-                                msg_id=r.msg_id,
-                                headers=r.headers or None,
-                                timeout=self._publish_timeout,
-                            )
-                            done.append(r.seq)
-                    finally:
-                        if done:
-                            await conn.execute(delete(OutboxMessage).where(OutboxMessage.seq.in_(done)))
-                            await conn.commit()
-                            total += len(done)
-            finally:
-                await self._unlock(conn)
-
-    @staticmethod
-    async def _lock(conn: AsyncConnection) -> bool:
-        if conn.dialect.name != "postgresql":
-            return True
-        locked = await conn.scalar(text("SELECT pg_try_advisory_lock(:class_id, :object_id)"), PUBLISHER_LOCK)
-        await conn.commit()
-        return bool(locked)
-
-    @staticmethod
-    async def _unlock(conn: AsyncConnection) -> None:
-        if conn.dialect.name != "postgresql":
-            return
-        with contextlib.suppress(Exception):  # a broken connection is closed, which releases it too
-            await conn.rollback()
-            await conn.execute(text("SELECT pg_advisory_unlock(:class_id, :object_id)"), PUBLISHER_LOCK)
-            await conn.commit()
+    def __init__(self, db: Database, bus: Bus, **options: Any) -> None:
+        super().__init__(db, bus, TABLE, lock_key=0, **options)

@@ -4,6 +4,8 @@ from telecrm_common.app import Context, ServiceDefinition, Wiring
 from telecrm_common.app import run as run_service
 from telecrm_crm.settings import CRMSettings
 
+MIGRATIONS = "telecrm_crm:migrations"
+
 
 def wire(context: Context) -> Wiring:
     return Wiring(
@@ -12,7 +14,7 @@ def wire(context: Context) -> Wiring:
     )
 
 
-DEFINITION = ServiceDefinition(settings_factory=CRMSettings, wire=wire, migrations="telecrm_crm:migrations")
+DEFINITION = ServiceDefinition(settings_factory=CRMSettings, wire=wire, migrations=MIGRATIONS)
 
 
 def run() -> None:

@@ -1,0 +1,58 @@
+"""Authentication and rights for crm's REST API, on the suite's tokens (:mod:`telecrm_common.auth`).
+
+Each router takes an :class:`Access` and declares what it needs::
+
+    @router.post("/tasks")
+    async def create(body: TaskIn, user: Annotated[Principal, Depends(access.require("task.create"))]): ...
+
+``access.current`` only authenticates; ``access.require(right)`` also answers 403 without the right,
+before anything is read or changed. Row visibility (own / team / all) is checked by the services with
+:meth:`Principal.may_see` and by queries with :func:`visible_filter`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import ColumnElement, false, or_, true
+from sqlalchemy.orm import InstrumentedAttribute
+
+from telecrm_common.auth import (
+    AuthSettings,
+    Principal,
+    PrincipalDependency,
+    TokenVerifier,
+    principal_dependency,
+    require,
+)
+
+
+class Access:
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self.verifier = verifier
+        self.current: PrincipalDependency = principal_dependency(verifier)
+
+    @classmethod
+    def from_settings(cls, settings: AuthSettings | None = None) -> Access:
+        return cls(TokenVerifier(settings or AuthSettings()))
+
+    def require(self, right_name: str) -> Callable[..., Awaitable[Principal]]:
+        return require(self.current, right_name)
+
+
+def visible_filter(
+    principal: Principal,
+    employee_column: InstrumentedAttribute[Any],
+    team_column: InstrumentedAttribute[Any] | None = None,
+) -> ColumnElement[bool]:
+    """A WHERE clause keeping the rows ``principal`` may see (owner employee / owner team columns)."""
+    if principal.sees_all:
+        return true()
+    clauses: list[ColumnElement[bool]] = []
+    if principal.employee_id is not None:
+        clauses.append(employee_column == principal.employee_id)
+    teams = principal.visible_team_ids
+    if team_column is not None and teams:
+        clauses.append(team_column.in_(sorted(teams)))
+    return or_(*clauses) if clauses else false()
