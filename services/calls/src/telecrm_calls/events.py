@@ -37,9 +37,11 @@ log = logging.getLogger(__name__)
 
 
 def consumer_spec(settings: CallsSettings, service: CallLogService) -> ConsumerSpec[TelEvent]:
+    concurrency = 1 if service.db.dialect == "sqlite" else settings.consumer_concurrency
     return tel_consumer(
         settings.consumer_durable,
         batch_size=settings.consumer_batch_size,
+        concurrency=concurrency,
         dependencies_ready=service.db.check,
     )
 

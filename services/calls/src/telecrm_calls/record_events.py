@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from telecrm.calls.v1 import call_log_events_pb2 as record_pb
@@ -101,14 +102,14 @@ def _unique(values: Iterable[str | None]) -> list[str]:
     return list(dict.fromkeys(value for value in values if value))
 
 
-def involved_employees(call: Call) -> list[str]:
+def involved_employees(call: Call | Row[Any]) -> list[str]:
     """The employees a row names: the call's own, then those of its legs (first seen first)."""
     legs = call.legs or []
     return _unique([call.employee_id, *(_text(leg.get("employee_id")) for leg in legs)])
 
 
 def call_proto(
-    call: Call, *, has_recording: bool | None = None, employee_ids: Sequence[str] | None = None
+    call: Call | Row[Any], *, has_recording: bool | None = None, employee_ids: Sequence[str] | None = None
 ) -> calls_pb2.Call:
     """The protobuf of a call record (gRPC answers and record events).
 
@@ -197,6 +198,18 @@ def record_event_row(
         return None
     revision = (call.published_revision or 0) + 1
     call.published_revision = revision
+    return record_event_of_revision(call, revision, changed=changed, employee_ids=employee_ids)
+
+
+def record_event_of_revision(
+    call: Call | Row[Any],
+    revision: int,
+    *,
+    changed: Sequence[str],
+    employee_ids: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The outbox row of revision ``revision`` of an ended call's record, whose row (an entity, or a
+    row an upsert returned with its revision already bumped) is ``call``."""
     kind = CREATED if revision == 1 else UPDATED
     event_id = record_event_id(call.call_id, revision)
     event = record_pb.CallRecordEvent(

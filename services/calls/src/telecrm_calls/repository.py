@@ -8,7 +8,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, case, delete, func, select, text, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
@@ -98,14 +111,31 @@ async def previous_states(session: AsyncSession, call_ids: Collection[str]) -> d
     return {call_id: state for call_id, state in await session.execute(stmt)}
 
 
-async def upsert_calls(session: AsyncSession, records: Sequence[CallRecord]) -> None:
-    """Insert or replace the call records: only the columns the fold computes (``created_at``, the
-    notes and the publication state are kept), and the links (contact, task, ticket) only until an
-    agent edited them."""
+async def upsert_calls(session: AsyncSession, records: Sequence[CallRecord]) -> dict[str, Row[Any]]:
+    """Insert or replace the call records and return the rows as they now are, by call id.
+
+    Only the columns the fold computes are written (``created_at`` and the notes are kept), the links
+    (contact, task, ticket) only until an agent edited them. ``recorded`` is set when a recording is
+    known (it may have arrived before the record). An ended call's ``published_revision`` goes up by
+    one: the caller publishes that revision of the record (``calls.record.*``).
+    """
     if not records:
-        return
+        return {}
     now = utcnow()
-    rows = [{**r.row(), "created_at": now, "updated_at": now} for r in records]
+    call_ids = [r.call_id for r in records]
+    has_recording = set(
+        (await session.scalars(select(Recording.call_id).where(Recording.call_id.in_(call_ids)))).all()
+    )
+    rows = [
+        {
+            **r.row(),
+            "recorded": r.call_id in has_recording,
+            "published_revision": 1 if r.state == "ended" else 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for r in records
+    ]
     table = Call.__table__
     # The Core table, not the ORM entity: an executemany without the ORM's bulk-persistence overhead.
     insert = _insert(session)(table)
@@ -115,8 +145,13 @@ async def upsert_calls(session: AsyncSession, records: Sequence[CallRecord]) -> 
         # An agent's links stay; a link the directory made stays when the registry no longer finds one.
         kept = table.c[name]
         set_[name] = case((table.c.links_edited, kept), else_=func.coalesce(insert.excluded[name], kept))
-    stmt = insert.on_conflict_do_update(index_elements=[table.c.call_id], set_=set_)
-    await session.execute(stmt, rows)
+    set_["recorded"] = or_(table.c.recorded, insert.excluded.recorded)
+    set_["published_revision"] = case(
+        (insert.excluded.state == "ended", func.coalesce(table.c.published_revision, 0) + 1),
+        else_=table.c.published_revision,
+    )
+    stmt = insert.on_conflict_do_update(index_elements=[table.c.call_id], set_=set_).returning(*table.c)
+    return {row.call_id: row for row in await session.execute(stmt, rows)}
 
 
 async def delete_calls(session: AsyncSession, call_ids: Collection[str]) -> None:

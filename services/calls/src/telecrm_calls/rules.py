@@ -55,8 +55,13 @@ class CallRules:
 def is_internal_number(number: str | None, view: RegistryView, rules: CallRules) -> bool:
     if not number:
         return False
-    if view.registered(number):
-        return True
+    return view.registered(number) or is_short_number(number, rules)
+
+
+def is_short_number(number: str | None, rules: CallRules) -> bool:
+    """Internal by its length alone: only digits, fewer than ``external_number_min_digits``."""
+    if not number:
+        return False
     count = len(digits(number))
     return 0 < count < rules.external_number_min_digits and count == len(number.strip())
 

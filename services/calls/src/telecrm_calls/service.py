@@ -45,11 +45,19 @@ from telecrm_common.telephony import (
 )
 
 
-def _number_keys(events: Iterable[ev.CallEvent]) -> set[str]:
-    """The number keys (see :func:`telecrm_calls.missed.number_key`) of both parties of the events."""
+def _number_keys(events: Iterable[ev.CallEvent], call_rules: rules.CallRules) -> set[str]:
+    """The number keys (see :func:`telecrm_calls.missed.number_key`) of the parties of the events that
+    may be a customer, whose missed-call items the batch may change.
+
+    Our own extensions (the event says so, or the number is short: the call rules make it internal
+    whatever the registry says) are left out: every call of an extension would otherwise take the
+    same lock, and batches that share nothing but an agent would wait for each other.
+    """
     keys = set()
     for event in events:
         for party in (event.caller, event.callee):
+            if party.extension or rules.is_short_number(party.number, call_rules):
+                continue
             key = missed.number_key(party.number, party.e164)
             if key:
                 keys.add(key)
@@ -144,7 +152,7 @@ class CallLogService:
                 await repository.lock_calls(session, {event.call_id for event in calls.values()})
                 # The numbers' locks too, before anything is read: the directory (contact changes) and
                 # missed-call tracking take them, always after the call locks.
-                await missed_repository.lock_numbers(session, _number_keys(calls.values()))
+                await missed_repository.lock_numbers(session, _number_keys(calls.values(), self.rules))
                 new = await repository.insert_events(session, [event_row(e) for e in calls.values()])
                 result.stored = len(new)
                 result.duplicates += len(calls) - len(new)
@@ -159,14 +167,23 @@ class CallLogService:
                     ruled = [(record, rules.apply(record, view, self.rules)) for record in folded]
                     records = [record for _, record in ruled if record is not None]
                     await repository.delete_calls(session, [f.call_id for f, r in ruled if r is None])
-                    await repository.upsert_calls(session, records)
+                    upserted = await repository.upsert_calls(session, records)
                     await repository.replace_parties(session, records)
-                    await repository.mark_recorded(session, [record.call_id for record in records])
                     result.missed_events = await missed.track(session, records)
                     result.calls = [record.call_id for record in records]
-                    result.record_events = await self._publish_records(
-                        session, {r.call_id: r for r in records if r.state == "ended"}, "record"
-                    )
+                    # Ended calls publish their record, the revision the upsert gave them.
+                    staged = [
+                        record_events.record_event_of_revision(
+                            upserted[r.call_id],
+                            upserted[r.call_id].published_revision,
+                            changed=["record"],
+                            employee_ids=sorted({p.employee_id for p in r.parties if p.employee_id}),
+                        )
+                        for r in records
+                        if r.state == "ended"
+                    ]
+                    await outbox.add(session, staged)
+                    result.record_events = len(staged)
             if recordings:
                 rows = [recording_row(e) for e in recordings.values()]
                 result.recordings = await repository.insert_recordings(session, rows)

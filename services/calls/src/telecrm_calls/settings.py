@@ -35,6 +35,11 @@ class CallsSettings(ServiceSettings):
     # Events fetched and stored per transaction (at most; a fetch returns what is there at once). Bigger
     # batches amortize the per-transaction statements: 500 ingested a third faster than 200 (PostgreSQL).
     consumer_batch_size: int = Field(default=500, ge=1, le=1000)
+    # Batches in flight at once in this process (PostgreSQL; SQLite has one writer and always uses 1).
+    # The ingest of a batch mostly waits on the database: with several in flight the process keeps
+    # its core busy while PostgreSQL works on another one. Events of one call are serialized by
+    # per-call locks, as they are between replicas.
+    consumer_concurrency: int = Field(default=3, ge=1, le=16)
     # The durable consumer of crm's employee and contact events (the registry's read models).
     directory_consumer_durable: str = "calls-directory"
     # Region for numbers written without a country code (ISO 3166 alpha-2: "BG", "RO", "UA"...).

@@ -41,6 +41,8 @@ from telecrm_common import telemetry
 from telecrm_common.errors import NotReadyError, TelecrmError
 
 log = logging.getLogger(__name__)
+# The W3C trace-context header telemetry.inject writes; a message without it has no trace to link.
+TRACEPARENT = "traceparent"
 
 M = TypeVar("M", bound=Message)
 
@@ -95,6 +97,10 @@ class ConsumerSpec(Generic[M]):
     ack_wait_seconds: float = 30
     max_ack_pending: int = 5000
     fetch_timeout_seconds: float = 1.0
+    # Batches handled at the same time by this process (each its own fetch loop on the durable). A
+    # handler that waits on a database most of the time keeps a core busy only with several in
+    # flight; it must then be safe to run concurrently (as it must be anyway for replicas).
+    concurrency: int = 1
     # What the handler depends on (for example the database's check). When a batch fails while this
     # raises, the batch is held and retried, kept from redelivery, until the dependency answers again:
     # an outage must not use up good messages' deliveries and send them to the dead-letter subject.
@@ -109,9 +115,17 @@ class Delivery(Generic[M]):
     subject: str
     message: M
     headers: Mapping[str, str]
-    num_delivered: int
-    stream_sequence: int
     raw: Msg = field(repr=False)
+
+    # Read from the reply subject when asked for: parsing it for every message cost as much as
+    # decoding the payload, and only retries and dead-lettering need them.
+    @property
+    def num_delivered(self) -> int:
+        return int(self.raw.metadata.num_delivered)
+
+    @property
+    def stream_sequence(self) -> int:
+        return int(self.raw.metadata.sequence.stream)
 
 
 BatchHandler = Callable[[Sequence[Delivery[M]]], Awaitable[None]]
@@ -309,34 +323,48 @@ class Bus:
         await self._js.add_consumer(spec.stream, config)
 
     async def consume(self, spec: ConsumerSpec[M], handler: BatchHandler[M], stop: asyncio.Event) -> None:
-        """Fetch and handle messages until ``stop`` is set; the batch in hand is finished first.
+        """Fetch and handle messages until ``stop`` is set; the batches in hand are finished first.
 
         The handler gets a batch of decoded deliveries. If it raises, the batch is handled again one
         message at a time so that one bad message does not hold up the others; a message that still
-        fails is nak'ed with the next backoff delay, and dead-lettered on its last delivery.
+        fails is nak'ed with the next backoff delay, and dead-lettered on its last delivery. With
+        ``spec.concurrency`` > 1 that many fetch loops run side by side on the durable consumer.
         """
         await self.ensure_consumer(spec)
-        sub = await self._js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
         log.info(
             "consuming",
-            extra={"stream": spec.stream, "consumer": spec.durable, "subjects": list(spec.filter_subjects)},
+            extra={
+                "stream": spec.stream,
+                "consumer": spec.durable,
+                "subjects": list(spec.filter_subjects),
+                "concurrency": spec.concurrency,
+            },
         )
         consumer = _Consumer(self, spec, handler, stop)
-        while not stop.is_set():
-            try:
-                msgs = await sub.fetch(spec.batch_size, timeout=spec.fetch_timeout_seconds)
-            except nats.errors.TimeoutError:
-                continue
-            except Exception as exc:
-                if not _is_transient(exc) and not isinstance(exc, nats.errors.Error):
-                    raise
-                log.warning("fetch from %s failed (%s); retrying", spec.durable, exc or type(exc).__name__)
-                await _sleep_or_stop(stop, 1.0)
-                continue
-            await consumer.handle(msgs)
-        with contextlib.suppress(nats.errors.Error):
-            await sub.unsubscribe()
+        loops = [self._fetch_loop(spec, consumer, stop) for _ in range(max(spec.concurrency, 1))]
+        await asyncio.gather(*loops)
         log.info("consumer stopped", extra={"consumer": spec.durable})
+
+    async def _fetch_loop(self, spec: ConsumerSpec[M], consumer: _Consumer[M], stop: asyncio.Event) -> None:
+        sub = await self._js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
+        try:
+            while not stop.is_set():
+                try:
+                    msgs = await sub.fetch(spec.batch_size, timeout=spec.fetch_timeout_seconds)
+                except nats.errors.TimeoutError:
+                    continue
+                except Exception as exc:
+                    if not _is_transient(exc) and not isinstance(exc, nats.errors.Error):
+                        raise
+                    log.warning(
+                        "fetch from %s failed (%s); retrying", spec.durable, exc or type(exc).__name__
+                    )
+                    await _sleep_or_stop(stop, 1.0)
+                    continue
+                await consumer.handle(msgs)
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
 
     async def dead_letter(self, msg: Msg, *, consumer: str, reason: str) -> bool:
         """Copy a message to ``dlq.<consumer>.<subject>`` with the reason; True when the DLQ stored it."""
@@ -406,7 +434,8 @@ class _Consumer(Generic[M]):
         links = [
             trace.Link(span_ctx)
             for d in deliveries
-            if (span_ctx := trace.get_current_span(telemetry.extract(d.headers)).get_span_context()).is_valid
+            if TRACEPARENT in d.headers
+            and (span_ctx := trace.get_current_span(telemetry.extract(d.headers)).get_span_context()).is_valid
         ]
         with self._tracer.start_as_current_span(
             f"consume {self._spec.durable}", kind=trace.SpanKind.CONSUMER, links=links
@@ -425,7 +454,11 @@ class _Consumer(Generic[M]):
                 for delivery in deliveries:
                     await self._handle_one(delivery)
                 return
-        await asyncio.gather(*(d.raw.ack() for d in deliveries), return_exceptions=True)
+        # One at a time: an ack only queues a message on the connection (no round trip), and a task
+        # per ack cost more than the ack itself.
+        for delivery in deliveries:
+            with contextlib.suppress(nats.errors.Error):
+                await delivery.raw.ack()
 
     async def _handle_holding(self, deliveries: Sequence[Delivery[M]]) -> None:
         """Run the handler; while it fails because a dependency is down, hold the batch and retry."""
@@ -479,7 +512,6 @@ class _Consumer(Generic[M]):
         await delivery.raw.ack()
 
     async def _decode(self, msg: Msg) -> Delivery[M] | None:
-        meta = msg.metadata
         try:
             message = self._spec.decode(msg.subject, msg.data)
         except Exception as exc:
@@ -487,16 +519,9 @@ class _Consumer(Generic[M]):
             if await self._bus.dead_letter(msg, consumer=self._spec.durable, reason=reason):
                 await msg.term()
             else:
-                await msg.nak(delay=self._delay(meta.num_delivered))
+                await msg.nak(delay=self._delay(msg.metadata.num_delivered))
             return None
-        return Delivery(
-            subject=msg.subject,
-            message=message,
-            headers=dict(msg.headers or {}),
-            num_delivered=meta.num_delivered,
-            stream_sequence=meta.sequence.stream,
-            raw=msg,
-        )
+        return Delivery(subject=msg.subject, message=message, headers=msg.headers or {}, raw=msg)
 
     async def _failed(self, delivery: Delivery[M]) -> None:
         exc_text = _current_exception_text()

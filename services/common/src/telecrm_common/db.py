@@ -120,6 +120,12 @@ class Database:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+            # asyncpg prepares every statement, and after five runs of one PostgreSQL may switch it
+            # to a generic plan, chosen without the parameters' values: for ``col IN ($1..$n)`` on a
+            # table whose statistics lag (a fresh or fast-growing one) that plan is a sequential
+            # scan, and each run then costs the whole table (the call log's ingest slowed 5x). The
+            # queries here are short and their planning cheap, so every run gets its own plan.
+            kwargs["connect_args"] = {"server_settings": {"plan_cache_mode": "force_custom_plan"}}
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if is_sqlite(self.url):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
