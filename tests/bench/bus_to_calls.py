@@ -4,6 +4,10 @@ Starts a real nats-server and the calls service as a real process, publishes who
 (offered, ringing, answered, ended) at full speed, samples the consumer's lag while the calls service
 catches up, and checks that every call left exactly one ended record. Repeated; medians are reported.
 
+With ``rate`` the lifecycles are published at that pace instead (as a gateway would, every 50 ms a
+slice), for ``calls / rate`` seconds, and the lag is sampled all along: the rate is sustained when
+the lag stays bounded and is gone soon after the last publish, not growing with the run.
+
 The database: a fresh one on the PostgreSQL server of ``database_url`` when it is given (dropped
 afterwards), or with ``into_existing`` that very database (the calls of the run are deleted afterwards:
 ingestion into a big call log, e.g. the 10-million-call dataset of :mod:`tests.bench.calls_data`);
@@ -23,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -30,7 +35,7 @@ from sqlalchemy import bindparam, make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from telecrm.events.v1 import call_events_pb2 as ev
-from telecrm_common.bus import Bus
+from telecrm_common.bus import Bus, ConsumerSpec
 from telecrm_common.db import async_url
 from telecrm_common.events import STREAMS, call_event_subject, tel_consumer
 from telecrm_devstack.databases import create_database, drop_database
@@ -94,21 +99,52 @@ class RunResult:
     call_ids: list[str]
     outbox_backlog: int  # calls.* events waiting in the outbox when the consumer had caught up
     outbox_seconds: float  # how long after that the outbox was empty
+    lag_at_last_publish: int = 0
 
 
-async def one_run(nats_url: str, database_url: str, calls: int, durable: str, first: int = 0) -> RunResult:
+TICK_SECONDS = 0.05
+
+
+async def _publish_paced(
+    bus: Bus, events: list[ev.CallEvent], rate: float, spec: ConsumerSpec[Any]
+) -> tuple[int, int]:
+    """Publish ``rate`` lifecycles (4 events each) a second in 50 ms slices, sampling the lag after
+    each; returns the largest lag seen and the lag right after the last slice."""
+    per_tick = rate * 4 * TICK_SECONDS
+    max_lag = lag = 0
+    t0 = time.perf_counter()
+    sent = 0
+    tick = 0
+    while sent < len(events):
+        tick += 1
+        due = min(len(events), round(per_tick * tick))
+        chunk = events[sent:due]
+        await asyncio.gather(*(bus.publish(call_event_subject(e), e, msg_id=e.event_id) for e in chunk))
+        sent = due
+        lag = await bus.pending(spec)
+        max_lag = max(max_lag, lag)
+        await asyncio.sleep(max(0.0, t0 + tick * TICK_SECONDS - time.perf_counter()))
+    return max_lag, lag
+
+
+async def one_run(
+    nats_url: str, database_url: str, calls: int, durable: str, first: int = 0, rate: float | None = None
+) -> RunResult:
     bus = await Bus.connect(nats_url, name="bench")
     await bus.ensure_streams(STREAMS)
     start = datetime.now(UTC)
     events = [e for i in range(first, first + calls) for e in lifecycle(i, start + timedelta(milliseconds=i))]
     call_ids = sorted({e.call_id for e in events})
     spec = tel_consumer(durable)
-    max_lag = 0
+    max_lag = lag_at_last_publish = 0
     t0 = time.perf_counter()
-    window = 500
-    for offset in range(0, len(events), window):
-        chunk = events[offset : offset + window]
-        await asyncio.gather(*(bus.publish(call_event_subject(e), e, msg_id=e.event_id) for e in chunk))
+    if rate is not None:
+        max_lag, lag_at_last_publish = await _publish_paced(bus, events, rate, spec)
+    else:
+        window = 500
+        for offset in range(0, len(events), window):
+            chunk = events[offset : offset + window]
+            await asyncio.gather(*(bus.publish(call_event_subject(e), e, msg_id=e.event_id) for e in chunk))
     t_published = time.perf_counter()
     while True:
         lag = await bus.pending(spec)
@@ -151,6 +187,7 @@ async def one_run(nats_url: str, database_url: str, calls: int, durable: str, fi
         call_ids,
         backlog or 0,
         t_outbox - t_done,
+        lag_at_last_publish,
     )
 
 
@@ -194,6 +231,7 @@ def run(
     into_existing: bool = False,
     profile: Path | None = None,
     replicas: int = 1,
+    rate: float | None = None,
 ) -> list[Row]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -246,40 +284,15 @@ def run(
                 procs.append(proc)
                 wait_http_ok(f"http://127.0.0.1:{port}/readyz", 60, proc)
             for repeat in range(repeats):
-                results.append(asyncio.run(one_run(nats.url, database_url, calls, "calls", repeat * calls)))
+                results.append(
+                    asyncio.run(one_run(nats.url, database_url, calls, "calls", repeat * calls, rate=rate))
+                )
             expected = calls * repeats
             got = sum(r.records for r in results)
-            rates = [r.events / r.total_seconds for r in results]
-            drain = statistics.median([r.total_seconds - r.publish_seconds for r in results])
-            publish_rates = [r.events / r.publish_seconds for r in results]
-            rows.append(
-                Row(
-                    f"bus -> calls -> {backend}: call events/s end to end",
-                    f"{statistics.median(rates):,.0f}",
-                    f"median of {repeats} runs of {calls} calls x 4 events, published at full speed",
-                )
-            )
-            rows.append(
-                Row(
-                    "  call lifecycles/s end to end",
-                    f"{statistics.median(rates) / 4:,.0f}",
-                    f"runs: {', '.join(f'{r / 4:,.0f}' for r in rates)}",
-                )
-            )
-            rows.append(
-                Row(
-                    "  publish rate (events/s, JetStream acked)",
-                    f"{statistics.median(publish_rates):,.0f}",
-                    "",
-                )
-            )
-            rows.append(
-                Row(
-                    "  consumer lag, max while catching up (messages)",
-                    f"{statistics.median([r.max_lag for r in results]):,.0f}",
-                    f"drained {drain:.2f}s after the last publish (median); lag in time = messages / rate",
-                )
-            )
+            if rate is not None:
+                rows += _paced_rows(results, rate, calls, repeats, backend)
+            else:
+                rows += _full_speed_rows(results, calls, repeats, backend)
             rows.append(
                 Row(
                     "  outbox backlog when the consumer caught up (calls.* events)",
@@ -303,3 +316,73 @@ def run(
             elif results:
                 asyncio.run(_delete_calls(database_url, [c for r in results for c in r.call_ids], since))
     return rows
+
+
+def _full_speed_rows(results: list[RunResult], calls: int, repeats: int, backend: str) -> list[Row]:
+    rows: list[Row] = []
+    rates = [r.events / r.total_seconds for r in results]
+    drain = statistics.median([r.total_seconds - r.publish_seconds for r in results])
+    publish_rates = [r.events / r.publish_seconds for r in results]
+    rows.append(
+        Row(
+            f"bus -> calls -> {backend}: call events/s end to end",
+            f"{statistics.median(rates):,.0f}",
+            f"median of {repeats} runs of {calls} calls x 4 events, published at full speed",
+        )
+    )
+    rows.append(
+        Row(
+            "  call lifecycles/s end to end",
+            f"{statistics.median(rates) / 4:,.0f}",
+            f"runs: {', '.join(f'{r / 4:,.0f}' for r in rates)}",
+        )
+    )
+    rows.append(
+        Row(
+            "  publish rate (events/s, JetStream acked)",
+            f"{statistics.median(publish_rates):,.0f}",
+            "",
+        )
+    )
+    rows.append(
+        Row(
+            "  consumer lag, max while catching up (messages)",
+            f"{statistics.median([r.max_lag for r in results]):,.0f}",
+            f"drained {drain:.2f}s after the last publish (median); lag in time = messages / rate",
+        )
+    )
+    return rows
+
+
+def _paced_rows(results: list[RunResult], rate: float, calls: int, repeats: int, backend: str) -> list[Row]:
+    """Rows of the paced runs: whether the consumer kept up, with the lag that says so."""
+    per_second = rate * 4
+    offered = [r.events / r.publish_seconds / 4 for r in results]
+    at_end = [r.lag_at_last_publish for r in results]
+    drains = [r.total_seconds - r.publish_seconds for r in results]
+    # Kept up: the publisher held the pace, and when it stopped the consumer was less than a
+    # second of traffic behind (a lag that grew with the run would be many seconds by then).
+    kept_up = [o >= 0.98 * rate and lag <= per_second for o, lag in zip(offered, at_end, strict=True)]
+    return [
+        Row(
+            f"bus -> calls -> {backend}: {rate:,.0f} call lifecycles/s sustained",
+            "yes" if all(kept_up) else "NO",
+            f"{repeats} runs of {calls:,} calls ({calls / rate:.0f} s each) x 4 events, published every "
+            f"{TICK_SECONDS * 1000:.0f} ms; kept up in {sum(kept_up)} of {len(kept_up)}",
+        ),
+        Row(
+            "  lifecycles/s published (offered)",
+            f"{statistics.median(offered):,.0f}",
+            f"runs: {', '.join(f'{o:,.0f}' for o in offered)}",
+        ),
+        Row(
+            "  consumer lag while publishing, max (messages)",
+            f"{statistics.median([r.max_lag for r in results]):,.0f}",
+            f"= {statistics.median([r.max_lag for r in results]) / per_second:.2f} s of traffic (median)",
+        ),
+        Row(
+            "  consumer lag at the last publish (messages)",
+            f"{statistics.median(at_end):,.0f}",
+            f"runs: {', '.join(f'{lag:,}' for lag in at_end)}; empty {statistics.median(drains):.2f} s later",
+        ),
+    ]

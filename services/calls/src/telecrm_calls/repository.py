@@ -85,10 +85,12 @@ async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     now = utcnow()
     # Parameters as a list (executemany with RETURNING, "insertmanyvalues"): one cached statement
     # whatever the batch size, where .values([...]) compiles anew for every size.
+    table = CallEventRow.__table__
+    # The Core table, not the entity: the ORM's bulk insert processed every row in Python again.
     stmt = (
-        _insert(session)(CallEventRow)
-        .on_conflict_do_nothing(index_elements=[CallEventRow.event_id])
-        .returning(CallEventRow.event_id)
+        _insert(session)(table)
+        .on_conflict_do_nothing(index_elements=[table.c.event_id])
+        .returning(table.c.event_id)
     )
     result = await session.execute(stmt, [{**row, "received_at": now} for row in rows])
     return set(result.scalars().all())

@@ -20,13 +20,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import Message
 from sqlalchemy import Table, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from telecrm_common import telemetry
-from telecrm_common.bus import Bus
+from telecrm_common.bus import Bus, BusError, SerializedMessage
 from telecrm_common.db import Database, utcnow
 
 log = logging.getLogger(__name__)
@@ -58,13 +57,6 @@ async def size(session: AsyncSession, table: Table) -> int:
     return int(await session.scalar(select(func.count()).select_from(table)) or 0)
 
 
-def _decode(message_type: str, payload: bytes) -> Message:
-    descriptor = descriptor_pool.Default().FindMessageTypeByName(message_type)
-    message: Message = message_factory.GetMessageClass(descriptor)()
-    message.ParseFromString(payload)
-    return message
-
-
 class OutboxPublisher:
     """Publishes the outbox: when woken (after a commit that wrote to it) and every ``interval`` s."""
 
@@ -75,7 +67,7 @@ class OutboxPublisher:
         table: Table,
         *,
         lock_key: int = 0,
-        batch_size: int = 100,
+        batch_size: int = 500,
         interval: float = 1.0,
         publish_timeout: float = 5.0,
     ) -> None:
@@ -131,22 +123,24 @@ class OutboxPublisher:
                     await conn.commit()
                     if not rows or (stop is not None and stop.is_set()):
                         return total
-                    done: list[int] = []
-                    try:
-                        for r in rows:
-                            await self._bus.publish(
-                                r.subject,
-                                _decode(r.message_type, r.payload),
-                                msg_id=r.msg_id,
-                                headers=r.headers or None,
-                                timeout=self._publish_timeout,
-                            )
-                            done.append(r.seq)
-                    finally:
-                        if done:
-                            await conn.execute(delete(self._table).where(self._table.c.seq.in_(done)))
-                            await conn.commit()
-                            total += len(done)
+                    messages = [
+                        SerializedMessage(
+                            subject=r.subject,
+                            payload=r.payload,
+                            msg_id=r.msg_id,
+                            message_type=r.message_type,
+                            headers=r.headers or {},
+                        )
+                        for r in rows
+                    ]
+                    acknowledged = await self._bus.publish_serialized(messages, timeout=self._publish_timeout)
+                    if acknowledged:
+                        done = [r.seq for r in rows[:acknowledged]]
+                        await conn.execute(delete(self._table).where(self._table.c.seq.in_(done)))
+                        await conn.commit()
+                        total += acknowledged
+                    if acknowledged < len(rows):
+                        raise BusError(f"{len(rows) - acknowledged} outbox messages were not acknowledged")
             finally:
                 await self._unlock(conn)
 
