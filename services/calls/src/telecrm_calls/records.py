@@ -11,7 +11,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -170,6 +170,52 @@ def _first(values: Iterable[str]) -> str | None:
     return next((value for value in values if value), None)
 
 
+def _tiebreak(event: ev.CallEvent) -> tuple[int, datetime, str, bytes]:
+    return (*_order(event), event.SerializeToString(deterministic=True))
+
+
+@dataclass
+class _Header:
+    """The header fields of a call's events, read in one pass: the last non-empty value of each in
+    event order (the first for the SIP Call-ID: the leg that was offered), the context merged."""
+
+    direction: ev.Direction.ValueType | None = None
+    caller_number: str | None = None
+    caller_e164: str | None = None
+    caller_name: str | None = None
+    caller_extension: str | None = None
+    callee_number: str | None = None
+    callee_e164: str | None = None
+    callee_name: str | None = None
+    line: str | None = None
+    extension: str | None = None
+    employee_id: str | None = None
+    sip_call_id: str | None = None
+    context: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, ordered: Sequence[ev.CallEvent]) -> _Header:
+        h = cls()
+        for event in ordered:
+            if event.direction:
+                h.direction = event.direction
+            caller, callee = event.caller, event.callee
+            h.caller_number = caller.number or h.caller_number
+            h.caller_e164 = caller.e164 or h.caller_e164
+            h.caller_name = caller.display_name or h.caller_name
+            h.caller_extension = caller.extension or h.caller_extension
+            h.callee_number = callee.number or h.callee_number
+            h.callee_e164 = callee.e164 or h.callee_e164
+            h.callee_name = callee.display_name or h.callee_name
+            h.line = event.line or h.line
+            h.extension = event.extension or h.extension
+            h.employee_id = event.employee_id or h.employee_id
+            h.sip_call_id = h.sip_call_id or event.sip_call_id or None
+            if event.context:
+                h.context.update(event.context)
+        return h
+
+
 def build_record(events: Iterable[ev.CallEvent]) -> CallRecord:
     """Fold the events of one call into its record; the result depends only on the set of events.
 
@@ -184,15 +230,24 @@ def build_record(events: Iterable[ev.CallEvent]) -> CallRecord:
     - ``state``: ended when an ended event is known, else answered, else ringing, whatever the order;
     - ``incomplete``: the offer was never seen, or the call was answered at an unknown time.
     """
+    # One event per id: the first in (sequence, time, id, bytes) order when an id came with two
+    # different contents (the bytes only decide such a tie, which never happens with stored events).
     unique: dict[str, ev.CallEvent] = {}
-    for event in sorted(events, key=lambda e: (*_order(e), e.SerializeToString(deterministic=True))):
-        unique.setdefault(event.event_id, event)
-    ordered = sorted(unique.values(), key=_order)
+    for event in events:
+        kept = unique.get(event.event_id)
+        if kept is None or _tiebreak(event) < _tiebreak(kept):
+            unique[event.event_id] = event
+    keyed = sorted(
+        ((event.sequence, timestamp(event.occurred_at) or EPOCH, event.event_id), event)
+        for event in unique.values()
+    )
+    ordered = [event for _, event in keyed]
     if not ordered:
         raise ValueError("a call record needs at least one event")
     call_ids = {event.call_id for event in ordered}
     if len(call_ids) != 1:
         raise ValueError(f"events of several calls folded together: {sorted(call_ids)}")
+    header = _Header.of(ordered)
 
     def kind(name: str) -> list[ev.CallEvent]:
         return [event for event in ordered if event.WhichOneof("kind") == name]
@@ -200,7 +255,7 @@ def build_record(events: Iterable[ev.CallEvent]) -> CallRecord:
     offered, answered, ended = kind("offered"), kind("answered"), kind("ended")
     last_ended = ended[-1].ended if ended else None
 
-    direction_value = _last_set(event.direction for event in ordered)
+    direction_value = header.direction
     direction = DIRECTION_NAMES.get(direction_value) if direction_value is not None else None
 
     offered_at = _min(timestamp(event.occurred_at) for event in offered)
@@ -247,13 +302,11 @@ def build_record(events: Iterable[ev.CallEvent]) -> CallRecord:
     answered_extension = _first(e.answered.extension for e in answered) or (
         last_ended.answered_extension if last_ended is not None else ""
     )
-    extension = _last(event.extension for event in ordered)
+    extension = header.extension
     if answered_extension and direction_value != ev.DIRECTION_OUTBOUND:
         extension = answered_extension
 
-    context: dict[str, str] = {}
-    for event in ordered:
-        context.update(event.context)
+    context = header.context
 
     legs = _legs(ordered, answered_at=answered_at if was_answered else None, ended_at=ended_at,
                  answered_extension=answered_extension, disposition=disposition)  # fmt: skip
@@ -267,15 +320,15 @@ def build_record(events: Iterable[ev.CallEvent]) -> CallRecord:
         }
         for event in kind("transferred")
     ]
-    caller = (_last(e.caller.number for e in ordered), _last(e.caller.e164 for e in ordered))
-    callee = (_last(e.callee.number for e in ordered), _last(e.callee.e164 for e in ordered))
-    caller_extension = _last(event.caller.extension for event in ordered)
+    caller = (header.caller_number, header.caller_e164)
+    callee = (header.callee_number, header.callee_e164)
+    caller_extension = header.caller_extension
     parties = _parties(
         direction_value,
         extension=extension,
         caller_extension=caller_extension,
         answered_extension=answered_extension if was_answered else None,
-        employee_id=_last(event.employee_id for event in ordered),
+        employee_id=header.employee_id,
         legs=legs,
         transfers=transfers,
     )
@@ -283,16 +336,16 @@ def build_record(events: Iterable[ev.CallEvent]) -> CallRecord:
     return CallRecord(
         call_id=ordered[0].call_id,
         direction=direction,
-        caller_number=_last(event.caller.number for event in ordered),
-        caller_e164=_last(event.caller.e164 for event in ordered),
-        caller_name=_last(event.caller.display_name for event in ordered),
-        callee_number=_last(event.callee.number for event in ordered),
-        callee_e164=_last(event.callee.e164 for event in ordered),
-        callee_name=_last(event.callee.display_name for event in ordered),
-        line=_last(event.line for event in ordered),
+        caller_number=header.caller_number,
+        caller_e164=header.caller_e164,
+        caller_name=header.caller_name,
+        callee_number=header.callee_number,
+        callee_e164=header.callee_e164,
+        callee_name=header.callee_name,
+        line=header.line,
         extension=extension,
-        employee_id=_last(event.employee_id for event in ordered),
-        sip_call_id=_first(event.sip_call_id for event in ordered),
+        employee_id=header.employee_id,
+        sip_call_id=header.sip_call_id,
         started_at=started_at,
         answered_at=answered_at,
         ended_at=ended_at,
