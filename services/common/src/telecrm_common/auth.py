@@ -14,12 +14,13 @@ when their visibility is ``team``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Any
 
 import jwt
 from fastapi import Depends, HTTPException, Request
@@ -148,6 +149,9 @@ class AuthSettings(BaseSettings):
     oidc_roles_claim: str = "roles"
     oidc_employee_claim: str = "employee_id"
     oidc_teams_claim: str = "teams"
+    oidc_supervised_teams_claim: str = "supervised_teams"  # a supervisor's teams, when the provider says
+    # How long fetching the provider's keys may take (at first use and when it rotates its keys).
+    oidc_jwks_timeout_seconds: float = 5.0
 
 
 class TokenError(Exception):
@@ -205,7 +209,19 @@ class TokenVerifier:
         self._settings = settings
         self._jwks = jwks_client
         if self._jwks is None and settings.oidc_jwks_url:
-            self._jwks = jwt.PyJWKClient(settings.oidc_jwks_url, cache_keys=True, lifespan=3600)
+            self._jwks = jwt.PyJWKClient(
+                settings.oidc_jwks_url,
+                cache_keys=True,
+                lifespan=3600,
+                timeout=settings.oidc_jwks_timeout_seconds,
+            )
+
+    async def verify_async(self, token: str) -> Principal:
+        """:meth:`verify` without stalling the event loop: with an identity provider configured, a token
+        may need the provider's keys fetched over HTTP (blocking), so it is checked in a worker thread."""
+        if self._jwks is None:
+            return self.verify(token)
+        return await asyncio.to_thread(self.verify, token)
 
     def verify(self, token: str) -> Principal:
         try:
@@ -280,6 +296,9 @@ class TokenVerifier:
             name=str(claims.get("name") or claims.get("preferred_username") or ""),
             roles=roles,
             team_ids=_strings(claims.get(settings.oidc_teams_claim), settings.oidc_teams_claim),
+            supervised_team_ids=_strings(
+                claims.get(settings.oidc_supervised_teams_claim), settings.oidc_supervised_teams_claim
+            ),
             rights=default_rights(roles),
             visibility=Visibility.ALL if Role.ADMIN in roles else Visibility.TEAM,
             token_id=str(claims.get("jti") or ""),
@@ -310,7 +329,7 @@ def principal_dependency(verifier: TokenVerifier) -> PrincipalDependency:
 
     async def current_principal(request: Request) -> Principal:
         try:
-            return verifier.verify(bearer_token(request))
+            return await verifier.verify_async(bearer_token(request))
         except TokenError as exc:
             raise unauthorized(str(exc)) from None
 
@@ -322,7 +341,11 @@ def require(current: PrincipalDependency, right_name: str) -> Callable[..., Awai
     if right_name not in ALL_RIGHTS:
         raise ValueError(f"unknown right {right_name!r}")
 
-    async def checked(principal: Annotated[Principal, Depends(current)]) -> Principal:
+    # A default, not ``Annotated[Principal, Depends(current)]``: annotations are strings here (PEP 563)
+    # and FastAPI evaluates them in the module's globals, where this closure's ``current`` is not.
+    authenticated = Depends(current)
+
+    async def checked(principal: Principal = authenticated) -> Principal:
         if not principal.has(right_name):
             raise forbidden(right_name)
         return principal
