@@ -1,6 +1,7 @@
 """Every crm table on one metadata, for Alembic and for tests that empty the database."""
 
 import telecrm_crm.people_models  # noqa: F401
+import telecrm_crm.contacts_models  # noqa: F401
 from telecrm_crm.models import CRMBase
 
 metadata = CRMBase.metadata
