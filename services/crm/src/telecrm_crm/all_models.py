@@ -3,6 +3,7 @@
 import telecrm_crm.people_models  # noqa: F401
 import telecrm_crm.contacts_models  # noqa: F401
 import telecrm_crm.journal_models  # noqa: F401
+import telecrm_crm.tasks_models  # noqa: F401
 from telecrm_crm.models import CRMBase
 
 metadata = CRMBase.metadata
