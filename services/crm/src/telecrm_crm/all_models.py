@@ -4,6 +4,8 @@ import telecrm_crm.people_models  # noqa: F401
 import telecrm_crm.contacts_models  # noqa: F401
 import telecrm_crm.journal_models  # noqa: F401
 import telecrm_crm.tasks_models  # noqa: F401
+import telecrm_crm.projects_models  # noqa: F401
+import telecrm_crm.tickets_models  # noqa: F401
 from telecrm_crm.models import CRMBase
 
 metadata = CRMBase.metadata
