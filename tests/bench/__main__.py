@@ -1,10 +1,13 @@
 """`make bench`: run every benchmark and print one table.
 
-python -m tests.bench [--calls N] [--repeats N] [--only bus|sip|calls-scale] [--database-url URL]
+python -m tests.bench [--calls N] [--repeats N] [--only bus|sip|calls-scale|crm-lookup] [--database-url URL]
 
 --calls is the call lifecycles per bus run for `bus` (default 2000) and the size of the generated call
-log for `calls-scale` (default 10,000,000). `calls-scale` needs PostgreSQL (--database-url, by default
-the local server); it is skipped when none answers, unless asked for with --only.
+log for `calls-scale` (default 10,000,000). `calls-scale` and `crm-lookup` need PostgreSQL
+(--database-url, by default the local server); they are skipped when none answers, unless asked for
+with --only. `--ingest-rate N` publishes N call lifecycles a second and reports whether the call log
+kept up (sustained), instead of publishing at full speed. `crm-lookup` generates (once) a million
+contacts in telecrm_bench_crm and times screen-pop look-ups in-service and over gRPC.
 """
 
 from __future__ import annotations
@@ -32,6 +35,16 @@ def _postgres_answers(url: str) -> bool:
     return True
 
 
+def crm_lookup(args: argparse.Namespace) -> list[Row]:
+    from tests.bench import crm_lookup
+
+    url = args.database_url or crm_lookup.DEFAULT_DATABASE_URL
+    if args.only is None and not _postgres_answers(url):
+        return [Row("crm number look-up (crm-lookup)", "skipped", f"no PostgreSQL answers at {url}")]
+    contacts = args.contacts or crm_lookup.DEFAULT_CONTACTS
+    return crm_lookup.run(contacts, url, runs=args.lookup_runs, say=lambda s: print(s, flush=True))
+
+
 def calls_scale(args: argparse.Namespace) -> list[Row]:
     from tests.bench import calls_scale
 
@@ -47,6 +60,7 @@ def calls_scale(args: argparse.Namespace) -> list[Row]:
             database_url=url,
             profile=args.profile_ingest,
             replicas=args.ingest_replicas,
+            rate=args.ingest_rate,
         )
         if args.ingest_into_dataset:
             rows += bus_to_calls.run(
@@ -70,7 +84,7 @@ def main() -> None:
         help="call lifecycles per bus run; calls in the calls-scale dataset",
     )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", choices=["bus", "sip", "calls-scale"], default=None)
+    parser.add_argument("--only", choices=["bus", "sip", "calls-scale", "crm-lookup"], default=None)
     parser.add_argument(
         "--database-url",
         default=None,
@@ -97,13 +111,28 @@ def main() -> None:
     parser.add_argument(
         "--profile-ingest", type=Path, default=None, help="calls-scale: cProfile the calls service into FILE"
     )
+    parser.add_argument(
+        "--ingest-rate",
+        type=float,
+        default=None,
+        help="bus/calls-scale: publish this many call lifecycles a second (sustained rate) instead of "
+        "at full speed; the run lasts --calls / rate seconds",
+    )
+    parser.add_argument(
+        "--contacts", type=int, default=None, help="crm-lookup: contacts in the dataset (default 1,000,000)"
+    )
+    parser.add_argument("--lookup-runs", type=int, default=2000, help="crm-lookup: look-ups timed per case")
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be positive (the issue's figures use at least 50)")
     rows: list[Row] = []
     if args.only in (None, "bus"):
         rows += bus_to_calls.run(
-            calls=args.calls or 2000, repeats=args.repeats, database_url=args.database_url
+            calls=args.calls or 2000,
+            repeats=args.repeats,
+            database_url=args.database_url,
+            replicas=args.ingest_replicas,
+            rate=args.ingest_rate,
         )
     if args.only in (None, "sip"):
         from tests.bench import sip_gateway
@@ -111,6 +140,8 @@ def main() -> None:
         rows += sip_gateway.run(repeats=args.repeats)
     if args.only in (None, "calls-scale"):
         rows += calls_scale(args)
+    if args.only in (None, "crm-lookup"):
+        rows += crm_lookup(args)
     print()
     print(table(rows, "make bench  (" + " ".join(["python -m tests.bench", *sys.argv[1:]]) + ")"))
 

@@ -1,8 +1,8 @@
 """The suite as real processes for the end-to-end tests.
 
-A nats-server of its own (so no other test's consumers take its events), the calls service on a fresh
-database (PostgreSQL when TEST_DATABASE_URL is set, SQLite otherwise), the SIP gateway, and sipp agent
-phones behind the extensions:
+A nats-server of its own (so no other test's consumers take its events), the calls and crm services
+on fresh databases (PostgreSQL when TEST_DATABASE_URL is set, SQLite otherwise), the SIP gateway, and
+sipp agent phones behind the extensions:
 
 | extension | phone (sipp)                         |
 |-----------|--------------------------------------|
@@ -28,6 +28,7 @@ from telecrm_devstack.processes import ManagedProcess, NatsServer, free_port, fr
 from tests.sipp.runner import Sipp, environment_ok, start_uas
 
 RING_MS = 500
+ADMIN_PASSWORD = "e2e-admin-password"
 PHONE_CALLS = 50  # calls each sipp phone takes before it exits (more than any test places)
 
 
@@ -43,11 +44,25 @@ class Suite:
     phones: dict[str, Sipp]
     calls_proc: ManagedProcess
     gateway_proc: ManagedProcess
+    crm_proc: ManagedProcess
+    crm_http: int
     calls_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def calls_url(self) -> str:
         return f"http://127.0.0.1:{self.calls_http}"
+
+    @property
+    def crm_url(self) -> str:
+        return f"http://127.0.0.1:{self.crm_http}"
+
+    def crm(self) -> httpx.Client:
+        """A client of crm's REST API logged in as the suite's admin."""
+        client = httpx.Client(base_url=self.crm_url, timeout=10)
+        login = client.post("/auth/login", json={"login": "admin", "password": ADMIN_PASSWORD})
+        token = login.raise_for_status().json()["access_token"]
+        client.headers["Authorization"] = f"Bearer {token}"
+        return client
 
     def list_calls(self, **params: Any) -> list[dict[str, Any]]:
         """Every record of the call log (all pages)."""
@@ -144,7 +159,21 @@ def suite(
         "GATEWAY_ROUTES_FILE": str(routes),
         "GATEWAY_LOG_FORMAT": "text",
     }
+    crm_http = free_port()
+    crm_env = {
+        "CRM_NATS_URL": nats.url,
+        "CRM_DATABASE_URL": database_factory("e2e-crm"),
+        "CRM_HTTP_PORT": str(crm_http),
+        "CRM_GRPC_PORT": str(free_port()),
+        "CRM_LOG_FORMAT": "text",
+        "CRM_BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "CRM_ATTACHMENTS_DIR": str(root / "crm-attachments"),
+        "CRM_CALLS_GRPC_TARGET": f"127.0.0.1:{calls_grpc}",
+    }
     calls_proc = _calls_process(root, calls_env)
+    crm_proc = ManagedProcess(
+        "crm", [sys.executable, "-m", "telecrm_crm"], env=crm_env, log_path=root / "crm.log"
+    ).start()
     gateway_proc = ManagedProcess(
         "sip-gateway",
         [sys.executable, "-m", "telecrm_gateway"],
@@ -162,13 +191,17 @@ def suite(
         phones=phones,
         calls_proc=calls_proc,
         gateway_proc=gateway_proc,
+        crm_proc=crm_proc,
+        crm_http=crm_http,
         calls_env=calls_env,
     )
     try:
         wait_http_ok(f"{suite.calls_url}/readyz", 60, calls_proc)
         wait_http_ok(f"http://127.0.0.1:{gateway_http}/readyz", 60, gateway_proc)
+        wait_http_ok(f"{suite.crm_url}/readyz", 60, crm_proc)
         yield suite
     finally:
+        suite.crm_proc.stop()
         suite.gateway_proc.stop()
         suite.calls_proc.stop()
         for phone in phones.values():

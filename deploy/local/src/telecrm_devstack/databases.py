@@ -52,3 +52,32 @@ def drop_database(url: str) -> None:
     if parsed.get_backend_name() != "postgresql" or admin is None:
         return
     asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
+
+
+def service_database_url(url: str, service: str) -> str:
+    """The database of one service on the server of ``url``: services never share tables (each has
+    its own ``outbox``, and calls keeps read models named like crm's tables), so ``make run`` with a
+    PostgreSQL DATABASE_URL gives each service ``<database>_<service>``, as deploy/ does."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return url
+    base = parsed.database or "telecrm"
+    return parsed.set(database=f"{base}_{service.replace('-', '_')}").render_as_string(hide_password=False)
+
+
+def ensure_database(url: str) -> None:
+    """Create the PostgreSQL database of ``url`` unless it exists (SQLite files create themselves)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql" or not parsed.database:
+        return
+
+    async def create() -> None:
+        admin = parsed.set(database="postgres").render_as_string(hide_password=False)
+        conn = await asyncpg.connect(_plain(admin), timeout=10)
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", parsed.database):
+                await conn.execute(f'CREATE DATABASE "{parsed.database}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())

@@ -1,22 +1,19 @@
-"""Demo people for `make run`: the employees behind the demo phones, and their extensions in the registry.
+"""Demo data for `make run`: teams, the employees behind the demo phones, a demo customer, extensions.
 
-Until the crm service publishes its employees (issue 5), `make run` plays crm's part for the four demo
-employees: it publishes their ``crm.employee.created`` events on the bus, exactly as crm will, and
-registers extensions 101-104 in the call log's numbers registry through its REST API. Running it again
-changes nothing (the events carry the same ids and versions; a registered extension answers 409).
+Everything goes through the services' own APIs, as an admin would do it: crm (logged in as the first
+admin) creates the teams, the four employees and one customer whose number is the one `make call`
+presents, and publishes them on the bus; the call log learns the employees from those events and gets
+extensions 101-104 registered in its numbers registry. Running it again changes nothing (each create
+answers 409 for what exists).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
-
-from telecrm.crm.v1 import directory_events_pb2 as directory_pb
-from telecrm_common.bus import Bus
-from telecrm_common.events import STREAMS, directory_event_subject
 
 
 @dataclass(frozen=True)
@@ -25,38 +22,58 @@ class DemoEmployee:
     name: str
     extension: str
     team_id: str
-    team_name: str
+    email: str
 
 
+TEAMS = (("team-sales", "Sales"), ("team-support", "Support"))
 # The same ids as the gateway's demo routes (launcher.ROUTES_TEMPLATE).
 EMPLOYEES = (
-    DemoEmployee("emp-101", "Alice Ivanova", "101", "team-sales", "Sales"),
-    DemoEmployee("emp-102", "Bob Petrov", "102", "team-sales", "Sales"),
-    DemoEmployee("emp-103", "Carol Popescu", "103", "team-support", "Support"),
-    DemoEmployee("emp-104", "Dave Shevchenko", "104", "team-support", "Support"),
+    DemoEmployee("emp-101", "Alice Ivanova", "101", "team-sales", "alice@example.com"),
+    DemoEmployee("emp-102", "Bob Petrov", "102", "team-sales", "bob@example.com"),
+    DemoEmployee("emp-103", "Carol Popescu", "103", "team-support", "carol@example.com"),
+    DemoEmployee("emp-104", "Dave Shevchenko", "104", "team-support", "dave@example.com"),
 )
+# `make call` presents +15550001234: the call lands on this customer's card and in their journal.
+CUSTOMER_NUMBER = "+1 555 000 1234"
+CUSTOMER: dict[str, Any] = {
+    "kind": "person",
+    "name": "Demo Customer (make call)",
+    "phones": [{"number": CUSTOMER_NUMBER, "kind": "mobile"}],
+    "responsible_employee_id": "emp-101",
+    "owner_team_id": "team-sales",
+}
 
 
-async def publish_employees(nats_url: str) -> None:
-    bus = await Bus.connect(nats_url, name="devstack-demo-data", timeout=30)
-    try:
-        await bus.ensure_streams(STREAMS)
-        for employee in EMPLOYEES:
-            event = directory_pb.EmployeeEvent(event_id=f"demo-{employee.employee_id}-1", version=1)
-            event.occurred_at.GetCurrentTime()
-            event.created.CopyFrom(
-                directory_pb.Employee(
-                    employee_id=employee.employee_id,
-                    name=employee.name,
-                    extension=employee.extension,
-                    team_id=employee.team_id,
-                    team_name=employee.team_name,
-                    active=True,
-                )
-            )
-            await bus.publish(directory_event_subject(event), event, msg_id=event.event_id)
-    finally:
-        await bus.close()
+def _created(response: httpx.Response, what: str) -> None:
+    if response.status_code not in (200, 201, 409):
+        raise RuntimeError(f"creating {what}: {response.status_code} {response.text}")
+
+
+def _login(crm: httpx.Client, login: str, password: str) -> dict[str, str]:
+    response = crm.post("/auth/login", json={"login": login, "password": password})
+    if response.status_code != 200:
+        raise RuntimeError(f"logging in to crm as {login}: {response.status_code} {response.text}")
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def seed_crm(crm_url: str, login: str, password: str) -> None:
+    with httpx.Client(base_url=crm_url, timeout=10.0) as crm:
+        crm.headers.update(_login(crm, login, password))
+        for team_id, name in TEAMS:
+            _created(crm.post("/teams", json={"id": team_id, "name": name}), f"team {name}")
+        for e in EMPLOYEES:
+            body: dict[str, Any] = {
+                "id": e.employee_id,
+                "name": e.name,
+                "extension": e.extension,
+                "team_id": e.team_id,
+                "email": e.email,
+            }
+            _created(crm.post("/employees", json=body), f"employee {e.name}")
+        known = crm.get("/contacts/lookup", params={"number": CUSTOMER_NUMBER})
+        if known.status_code == 200 and (known.json().get("contact") or {}).get("contact_id"):
+            return
+        _created(crm.post("/contacts", json=CUSTOMER), "the demo customer")
 
 
 def register_extensions(calls_url: str, *, timeout: float = 30.0) -> None:
@@ -74,6 +91,6 @@ def register_extensions(calls_url: str, *, timeout: float = 30.0) -> None:
                 time.sleep(0.3)  # the employee has not reached the read model yet
 
 
-def seed(nats_url: str, calls_url: str) -> None:
-    asyncio.run(publish_employees(nats_url))
+def seed(calls_url: str, crm_url: str, admin_login: str, admin_password: str) -> None:
+    seed_crm(crm_url, admin_login, admin_password)
     register_extensions(calls_url)

@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from telecrm_devstack import demo_data
+from telecrm_devstack.databases import ensure_database, service_database_url
 from telecrm_devstack.processes import (
     ManagedProcess,
     NatsServer,
@@ -103,6 +105,9 @@ class Stack:
     grpc_ports: dict[str, int] = field(default_factory=dict)
     nats: NatsServer | None = None
     processes: list[ManagedProcess] = field(default_factory=list)
+    # crm's first admin (created when crm has no user yet; later runs keep the users they find).
+    admin_login: str = "admin"
+    admin_password: str = ""
 
     @property
     def var(self) -> Path:
@@ -115,10 +120,21 @@ class Stack:
             f"{p}HTTP_PORT": str(self.http_ports[spec.name]),
             f"{p}GRPC_PORT": str(self.grpc_ports[spec.name]),
             f"{p}LOG_FORMAT": os.environ.get("LOG_FORMAT", "json"),
-            f"{p}DATABASE_URL": self.database_url or f"sqlite:///{self.var / f'{spec.name}.sqlite3'}",
+            f"{p}DATABASE_URL": (
+                service_database_url(self.database_url, spec.name)
+                if self.database_url
+                else f"sqlite:///{self.var / f'{spec.name}.sqlite3'}"
+            ),
         }
         if spec.name == "calls":
             env["CALLS_RECORDINGS_DIR"] = str(self.var / "recordings")  # where the gateway writes them
+        if spec.name == "crm":
+            env.update(
+                CRM_BOOTSTRAP_ADMIN_LOGIN=self.admin_login,
+                CRM_BOOTSTRAP_ADMIN_PASSWORD=self.admin_password,
+                CRM_ATTACHMENTS_DIR=str(self.var / "crm-attachments"),
+                CRM_CALLS_GRPC_TARGET=f"127.0.0.1:{self.grpc_ports['calls']}",
+            )
         if spec.name == "sip-gateway":
             env.update(
                 GATEWAY_SIP_PORT=str(self.sip_port),
@@ -136,6 +152,15 @@ class Stack:
             "http": {name: f"http://127.0.0.1:{port}" for name, port in self.http_ports.items()},
             "grpc": {name: f"127.0.0.1:{port}" for name, port in self.grpc_ports.items()},
         }
+
+
+def _admin_password(var: Path) -> str:
+    """The local suite's admin password: made once, kept in var/ (never in the repository)."""
+    path = var / "admin-password"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(12))
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def python_module(module: str, *args: str) -> list[str]:
@@ -168,6 +193,7 @@ def start(root: Path, *, env: Mapping[str, str] = os.environ) -> Stack:
         stack.nats_url = stack.nats.url
         log.info("nats-server with JetStream on %s (data in var/nats)", stack.nats_url)
     stack.database_url = env.get("DATABASE_URL") or None
+    stack.admin_password = env.get("CRM_BOOTSTRAP_ADMIN_PASSWORD") or _admin_password(stack.var)
     stack.sip_port = int(env.get("SIP_PORT", "0")) or (5060 if port_is_free(5060) else free_sip_port())
     stack.phones_port = free_sip_port()
     for spec in SERVICES:
@@ -177,6 +203,9 @@ def start(root: Path, *, env: Mapping[str, str] = os.environ) -> Stack:
 
     try:
         with_database = [spec for spec in SERVICES if spec.has_database]
+        if stack.database_url:
+            for spec in with_database:
+                ensure_database(service_database_url(stack.database_url, spec.name))
         log.info("migrating %s", ", ".join(spec.name for spec in with_database))
         with ThreadPoolExecutor(len(with_database)) as pool:
             list(pool.map(lambda spec: migrate(stack, spec), with_database))
@@ -196,8 +225,13 @@ def start(root: Path, *, env: Mapping[str, str] = os.environ) -> Stack:
             stack.processes.append(proc)
         for spec, proc in zip(SERVICES, stack.processes[1:], strict=True):
             wait_http_ok(f"http://127.0.0.1:{stack.http_ports[spec.name]}/readyz", 90, proc)
-        log.info("demo employees and extensions 101-104")
-        demo_data.seed(stack.nats_url, f"http://127.0.0.1:{stack.http_ports['calls']}")
+        log.info("demo teams, employees, a customer and extensions 101-104")
+        demo_data.seed(
+            f"http://127.0.0.1:{stack.http_ports['calls']}",
+            f"http://127.0.0.1:{stack.http_ports['crm']}",
+            stack.admin_login,
+            stack.admin_password,
+        )
     except BaseException:
         stop(stack)
         raise
@@ -225,6 +259,7 @@ def banner(stack: Stack) -> str:
         f"  call log         http://127.0.0.1:{h['calls']}/calls       (API docs: /docs)",
         f"  sip-gateway API  http://127.0.0.1:{h['sip-gateway']}/docs",
         f"  crm              http://127.0.0.1:{h['crm']}/docs",
+        f"                   log in as {stack.admin_login} / {stack.admin_password} (var/admin-password)",
         f"  messaging        http://127.0.0.1:{h['messaging']}/docs",
         f"  queue            http://127.0.0.1:{h['queue']}/docs",
         f"  NATS             {stack.nats_url}",
@@ -237,6 +272,14 @@ def banner(stack: Stack) -> str:
         f"  Today's report:      http://127.0.0.1:{h['calls']}/reports/summary.svg?{today}",
         f"  Per employee:        http://127.0.0.1:{h['calls']}/reports/employees.svg?{today}",
         f"  Numbers registry:    curl -s http://127.0.0.1:{h['calls']}/numbers",
+        f"  crm token:           TOKEN=$(curl -s -X POST http://127.0.0.1:{h['crm']}/auth/login "
+        f"-H 'content-type: application/json' "
+        f'-d \'{{"login": "{stack.admin_login}", "password": "{stack.admin_password}"}}\' '
+        "| python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
+        f'  Screen pop:          curl -s -H "Authorization: Bearer $TOKEN" '
+        f"'http://127.0.0.1:{h['crm']}/contacts/lookup?number=%2B15550001234'",
+        f'  Customer\'s journal:  curl -s -H "Authorization: Bearer $TOKEN" '
+        f"'http://127.0.0.1:{h['crm']}/journal/events?phone=%2B15550001234'",
         "",
     ]
     return "\n".join(lines)

@@ -54,6 +54,8 @@ class Wiring:
     background: Sequence[Background] = ()
     on_shutdown: Sequence[Shutdown] = ()
     description: str = ""
+    # Readiness checks of the service's own (``/readyz`` and gRPC health), besides database and NATS.
+    checks: Mapping[str, Check] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ async def serve(definition: ServiceDefinition, settings: ServiceSettings) -> int
         await bus.ensure_streams(definition.streams)
         context = Context(settings=settings, db=db, bus=bus)
         wiring = definition.wire(context)
-        checks = _checks(context)
+        checks = {**_checks(context), **wiring.checks}
         grpc_server = GrpcServer(settings, service_names=list(wiring.grpc_services), checks=checks)
         for register in wiring.grpc_services.values():
             register(grpc_server.server)
