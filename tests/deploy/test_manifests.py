@@ -218,13 +218,17 @@ def test_compose_services_are_healthchecked_and_drain_in_time(compose: dict[str,
     assert compose["services"]["postgres"]["healthcheck"]["test"]
 
 
+# Settings every service shares (telecrm_common.auth.AuthSettings): the same token key everywhere.
+SHARED_PREFIXES = ("TELECRM_AUTH_",)
+
+
 def test_compose_env_uses_each_services_prefix(compose: dict[str, Any]) -> None:
     for name, svc in built_services(compose).items():
         prefix = env_prefix(svc["build"]["args"]["SERVICE"])
         if prefix is None:
             continue
         for key in env_of(svc):
-            assert key.startswith(prefix), f"{name}: {key} does not start with {prefix}"
+            assert key.startswith((prefix, *SHARED_PREFIXES)), f"{name}: {key} does not start with {prefix}"
         assert env_of(svc)[f"{prefix}HTTP_HOST"] == "0.0.0.0"
 
 
@@ -312,7 +316,7 @@ def test_k8s_env_uses_each_services_prefix(yaml: Any) -> None:
             *deployment["spec"]["template"]["spec"]["containers"],
         ]:
             for entry in container.get("env", []):
-                assert entry["name"].startswith(prefix), f"{name}: {entry['name']}"
+                assert entry["name"].startswith((prefix, *SHARED_PREFIXES)), f"{name}: {entry['name']}"
             assert [e["prefix"] for e in container.get("envFrom", [])] == [prefix], name
 
 
