@@ -20,6 +20,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fastapi import UploadFile
+from fastapi.responses import FileResponse
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -211,3 +213,22 @@ DOWNLOAD_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; sandbox",
     "Cache-Control": "private, no-store",
 }
+
+UPLOAD_CHUNK_BYTES = 64 * 1024
+
+
+async def upload_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
+    """An uploaded file, piece by piece (the store counts and refuses past its size limit)."""
+    while chunk := await upload.read(UPLOAD_CHUNK_BYTES):
+        yield chunk
+
+
+def download(stored: StoredFile) -> FileResponse:
+    """A stored attachment as a download: never rendered inline, never sniffed, sandboxed."""
+    return FileResponse(
+        stored.path,
+        media_type=stored.attachment.content_type,
+        filename=stored.attachment.filename,
+        content_disposition_type="attachment",
+        headers=dict(DOWNLOAD_HEADERS),
+    )

@@ -9,7 +9,6 @@ count on request (``include_total``); times without an offset are UTC.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NoReturn
 
@@ -21,7 +20,7 @@ from pydantic import BaseModel, Field, model_validator
 from telecrm_common.auth import Principal
 from telecrm_crm import paging
 from telecrm_crm.access import Access
-from telecrm_crm.attachments import DOWNLOAD_HEADERS, AttachmentError
+from telecrm_crm.attachments import AttachmentError, download, upload_chunks
 from telecrm_crm.journal import (
     EventInput,
     EventQuery,
@@ -40,7 +39,6 @@ Direction = Literal["inbound", "outbound", "internal"]
 Channel = Literal["call", "letter", "email", "sms", "fax", "survey", "visit", "queue", "phone", "other"]
 Source = Literal["manual", "calls", "api"]
 IdText = Annotated[str, Field(min_length=1, max_length=100)]
-CHUNK_BYTES = 64 * 1024
 
 
 # --- schemas ------------------------------------------------------------------------------------------
@@ -311,11 +309,6 @@ def _refuse(exc: JournalError | paging.InvalidCursor | AttachmentError, where: s
             status_code=409, detail=str(exc), headers={"X-Current-Version": str(exc.current_version)}
         ) from None
     raise HTTPException(status_code=exc.status, detail=str(exc)) from None
-
-
-async def _chunks(upload: UploadFile) -> AsyncIterator[bytes]:
-    while chunk := await upload.read(CHUNK_BYTES):
-        yield chunk
 
 
 REFUSALS: dict[int | str, dict[str, Any]] = {
@@ -599,7 +592,7 @@ def journal_router(service: JournalService, access: Access) -> APIRouter:
                 event_id,
                 filename=file.filename or "attachment",
                 declared_type=file.content_type,
-                chunks=_chunks(file),
+                chunks=upload_chunks(file),
             )
         except (JournalError, AttachmentError) as exc:
             _refuse(exc)
@@ -627,13 +620,7 @@ def journal_router(service: JournalService, access: Access) -> APIRouter:
             stored = await service.open_attachment(user, event_id, attachment_id)
         except (JournalError, AttachmentError) as exc:
             _refuse(exc)
-        return FileResponse(
-            stored.path,
-            media_type=stored.attachment.content_type,
-            filename=stored.attachment.filename,
-            content_disposition_type="attachment",
-            headers=DOWNLOAD_HEADERS,
-        )
+        return download(stored)
 
     @router.delete(
         "/events/{event_id}/attachments/{attachment_id}",

@@ -9,7 +9,7 @@ attachments and of the operation log here are shared with the tickets' API.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, NoReturn
 
@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from telecrm_common.auth import Principal
 from telecrm_crm import paging
 from telecrm_crm.access import Access
-from telecrm_crm.attachments import DOWNLOAD_HEADERS, AttachmentError, StoredFile
+from telecrm_crm.attachments import AttachmentError, download, upload_chunks
 from telecrm_crm.models import Attachment, AuditEntry
 from telecrm_crm.projects import (
     MAX_COMMENT_LENGTH,
@@ -42,7 +42,6 @@ from telecrm_crm.projects import (
 )
 from telecrm_crm.projects_models import ProjectComment
 
-UPLOAD_CHUNK = 64 * 1024
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 
 
@@ -93,23 +92,6 @@ class HistoryEntryOut(BaseModel):
             action=entry.action,
             changes=entry.changes,
         )
-
-
-async def upload_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
-    """The uploaded file, piece by piece (the store counts and refuses past its size limit)."""
-    while chunk := await upload.read(UPLOAD_CHUNK):
-        yield chunk
-
-
-def download(stored: StoredFile) -> FileResponse:
-    """A stored attachment as a download: never rendered inline, never sniffed, sandboxed."""
-    return FileResponse(
-        stored.path,
-        media_type=stored.attachment.content_type,
-        filename=stored.attachment.filename,
-        content_disposition_type="attachment",
-        headers=dict(DOWNLOAD_HEADERS),
-    )
 
 
 def invalid(location: str, field: str, message: str, value: Any = None) -> RequestValidationError:
@@ -510,8 +492,6 @@ __all__ = [
     "ProjectIn",
     "ProjectOut",
     "ProjectPatch",
-    "download",
     "invalid",
     "projects_router",
-    "upload_chunks",
 ]

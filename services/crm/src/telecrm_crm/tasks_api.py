@@ -13,7 +13,7 @@ back as ``If-Match`` to be refused instead of overwriting someone else's change.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from telecrm_common.auth import Principal
 from telecrm_crm.access import Access
-from telecrm_crm.attachments import DOWNLOAD_HEADERS, AttachmentError
+from telecrm_crm.attachments import AttachmentError, download, upload_chunks
 from telecrm_crm.models import Attachment, AuditEntry
 from telecrm_crm.paging import DEFAULT_LIMIT, MAX_LIMIT, Page
 from telecrm_crm.tasks import (
@@ -573,11 +573,6 @@ _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _chunks(upload: UploadFile, size: int = 64 * 1024) -> AsyncIterator[bytes]:
-    while chunk := await upload.read(size):
-        yield chunk
-
-
 def tasks_router(service: TaskService, access: Access) -> APIRouter:
     """The tasks' endpoints; ``access`` checks tokens and rights."""
     router = APIRouter(tags=["tasks"], route_class=TaskRoute)
@@ -1023,7 +1018,7 @@ def tasks_router(service: TaskService, access: Access) -> APIRouter:
             task_id,
             filename=file.filename or "attachment",
             content_type=file.content_type,
-            chunks=_chunks(file),
+            chunks=upload_chunks(file),
         )
         return AttachmentOut.of(attachment)
 
@@ -1037,13 +1032,7 @@ def tasks_router(service: TaskService, access: Access) -> APIRouter:
         task_id: str, attachment_id: str, user: Principal = signed_in
     ) -> FileResponse:
         stored = await service.open_attachment(user, task_id, attachment_id)
-        return FileResponse(
-            stored.path,
-            media_type=stored.attachment.content_type,
-            filename=stored.attachment.filename,
-            content_disposition_type="attachment",
-            headers=dict(DOWNLOAD_HEADERS),
-        )
+        return download(stored)
 
     @router.delete(
         "/tasks/{task_id}/attachments/{attachment_id}",

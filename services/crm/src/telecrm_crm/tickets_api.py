@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from telecrm_common.auth import Principal
 from telecrm_crm import paging
 from telecrm_crm.access import Access
-from telecrm_crm.attachments import AttachmentError
+from telecrm_crm.attachments import AttachmentError, download, upload_chunks
 from telecrm_crm.models import Attachment
 from telecrm_crm.projects_api import (
     FORBIDDEN,
@@ -36,9 +36,7 @@ from telecrm_crm.projects_api import (
     ErrorOut,
     HistoryEntryOut,
     attachment_error,
-    download,
     invalid,
-    upload_chunks,
 )
 from telecrm_crm.tickets import (
     MAX_DESCRIPTION_LENGTH,
