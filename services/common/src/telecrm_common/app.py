@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import grpc
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from telecrm_common.bus import Bus, BusError, StreamSpec
@@ -67,11 +70,24 @@ class ServiceDefinition:
     migrate_on_start: Callable[[ServiceSettings], bool] = lambda s: bool(getattr(s, "migrate_on_start", True))
 
 
+async def _invalid_request(request: Request, exc: Exception) -> Response:
+    """422 with the errors, as FastAPI's own handler answers, but encodable whatever the input was.
+
+    FastAPI echoes the offending input; a JSON string with a lone surrogate ("\\ud800") is valid JSON
+    but cannot be written as UTF-8, and the stock handler then crashed into a 500. Escaped ASCII
+    JSON carries any input back unchanged.
+    """
+    assert isinstance(exc, RequestValidationError)
+    body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True)
+    return Response(body, status_code=422, media_type="application/json")
+
+
 def http_app(
     title: str, description: str, routers: Sequence[APIRouter], checks: Mapping[str, Check]
 ) -> FastAPI:
     """The service's FastAPI application: its routers, ``/healthz`` and ``/readyz``; OpenAPI at /docs."""
     app = FastAPI(title=title, description=description, version="0.1.0")
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     for router in routers:
         app.include_router(router)
     app.include_router(health_router(checks))
