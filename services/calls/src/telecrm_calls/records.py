@@ -14,7 +14,7 @@ import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -38,7 +38,6 @@ EXPORT_CHUNK_SIZE = 1000  # calls read per query (keyset page) by an export
 STATES = ("ringing", "answered", "ended")
 
 TelEvent = ev.CallEvent | ev.RecordingReady
-E = TypeVar("E", bound=int)
 
 
 class CallsError(TelecrmError):
@@ -155,15 +154,6 @@ def _ms(start: datetime, end: datetime) -> int:
 
 def _order(event: ev.CallEvent) -> tuple[int, datetime, str]:
     return (event.sequence, timestamp(event.occurred_at) or EPOCH, event.event_id)
-
-
-def _last(values: Iterable[str]) -> str | None:
-    """The last non-empty value (events later in the call know more: names, employee)."""
-    found = None
-    for value in values:
-        if value:
-            found = value
-    return found
 
 
 def _first(values: Iterable[str]) -> str | None:
@@ -486,15 +476,6 @@ def _parties(
 def _min(values: Iterable[datetime | None]) -> datetime | None:
     present = [value for value in values if value is not None]
     return min(present) if present else None
-
-
-def _last_set(values: Iterable[E]) -> E | None:
-    """The last value that is not the enum's UNSPECIFIED (0)."""
-    found = None
-    for value in values:
-        if value:
-            found = value
-    return found
 
 
 # --- page cursors --------------------------------------------------------------------------------

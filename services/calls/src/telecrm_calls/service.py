@@ -8,7 +8,7 @@ all the events stored for the call.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -190,28 +190,22 @@ class CallLogService:
                 if result.recordings:
                     # Recording calls are locked too: a notes update may publish the same call.
                     await repository.lock_calls(session, {row["call_id"] for row in rows})
-                    result.record_events += await self._publish_records(
-                        session, {row["call_id"]: None for row in rows}, "recording"
+                    result.record_events += await self._publish_recorded(
+                        session, {row["call_id"] for row in rows}
                     )
         if (result.missed_events or result.record_events) and self._on_missed_events is not None:
             self._on_missed_events()
         return result
 
     @staticmethod
-    async def _publish_records(
-        session: AsyncSession, records: Mapping[str, CallRecord | None], change: str
-    ) -> int:
-        """Stage ``calls.record.*`` for the ended calls among these (created the first time, then
-        updated with ``change``); returns how many events were staged."""
-        rows = []
-        for call in await repository.ended_calls(session, records.keys()):
-            record = records.get(call.call_id)
-            employees = None
-            if record is not None:
-                employees = sorted({party.employee_id for party in record.parties if party.employee_id})
-            row = record_events.record_event_row(call, changed=[change], employee_ids=employees)
-            if row is not None:
-                rows.append(row)
+    async def _publish_recorded(session: AsyncSession, call_ids: Collection[str]) -> int:
+        """Stage ``calls.record.*`` (changed: recording) for the ended calls among these; returns how
+        many events were staged. Live calls publish their record when they end."""
+        rows = [
+            row
+            for call in await repository.ended_calls(session, call_ids)
+            if (row := record_events.record_event_row(call, changed=["recording"])) is not None
+        ]
         await outbox.add(session, rows)  # one statement for the batch
         return len(rows)
 
