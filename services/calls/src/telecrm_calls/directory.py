@@ -32,10 +32,8 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from telecrm.calls.v1 import missed_calls_pb2 as missed_pb
@@ -48,6 +46,7 @@ from telecrm_common.bus import Bus, ConsumerSpec, Delivery
 from telecrm_common.db import Database
 from telecrm_common.events import MISSED_CALL_SUBJECTS, DirectoryEvent, directory_consumer
 from telecrm_common.telephony import digits, normalize_number
+from telecrm_common.timestamps import timestamp_message
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +91,6 @@ def _key(event: DirectoryEvent) -> str:
     if isinstance(event, directory_pb.EmployeeEvent):
         return f"employee:{body.employee_id}"
     return f"contact:{body.contact_id}"
-
-
-def _timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 class DirectoryReadModel:
@@ -325,7 +318,7 @@ class DirectoryReadModel:
                 team_ids=list(found.get("team", [])),
             )
             event_id = f"{item.id}:updated:{item.state}:{item.missed_count}:{item.version}"
-            event = missed_pb.MissedCallEvent(event_id=event_id, occurred_at=_timestamp(now))
+            event = missed_pb.MissedCallEvent(event_id=event_id, occurred_at=timestamp_message(now))
             event.updated.CopyFrom(missed_call_message(item, entry))
             rows.append(outbox.row(MISSED_CALL_SUBJECTS["updated"], event, event_id))
         await session.flush()

@@ -40,7 +40,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from telecrm.calls.v1 import missed_calls_pb2 as missed_pb
@@ -62,6 +61,7 @@ from telecrm_calls.records import (
 from telecrm_common.db import Database
 from telecrm_common.events import MISSED_CALL_SUBJECTS
 from telecrm_common.telephony import DIRECTION_BY_NAME, digits
+from telecrm_common.timestamps import timestamp_message
 
 OPEN = "open"
 RESOLVED = "resolved"
@@ -554,7 +554,7 @@ def _outbox_row(
     )
     if name == DISCARDED:
         message.state = missed_pb.MISSED_CALL_STATE_DISCARDED
-    event = missed_pb.MissedCallEvent(event_id=event_id, occurred_at=_timestamp(utcnow()))
+    event = missed_pb.MissedCallEvent(event_id=event_id, occurred_at=timestamp_message(utcnow()))
     getattr(event, kind).CopyFrom(message)
     return outbox.row(MISSED_CALL_SUBJECTS[kind], event, event_id)
 
@@ -573,14 +573,6 @@ class MissedCallEntry:
     team_ids: list[str] = field(default_factory=list)
 
 
-def _timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def missed_call_message(item: MissedCall, entry: MissedCallEntry) -> missed_pb.MissedCall:
     """The protobuf of an item (events and gRPC)."""
     return missed_pb.MissedCall(
@@ -594,17 +586,17 @@ def missed_call_message(item: MissedCall, entry: MissedCallEntry) -> missed_pb.M
         team_ids=entry.team_ids,
         missed_count=item.missed_count,
         call_ids=entry.call_ids,
-        first_missed_at=_timestamp(item.first_missed_at),
-        last_missed_at=_timestamp(item.last_missed_at),
+        first_missed_at=timestamp_message(item.first_missed_at),
+        last_missed_at=timestamp_message(item.last_missed_at),
         state=STATE_VALUES.get(item.state, missed_pb.MISSED_CALL_STATE_UNSPECIFIED),
-        resolved_at=_timestamp(item.resolved_at),
+        resolved_at=timestamp_message(item.resolved_at),
         resolving_call_id=item.resolving_call_id or "",
         resolving_direction=DIRECTION_BY_NAME.get(item.resolving_direction or "", ev.DIRECTION_UNSPECIFIED),
         resolving_extension=item.resolving_extension or "",
         resolving_employee_id=item.resolving_employee_id or "",
         time_to_callback_seconds=(item.callback_ms or 0) / 1000,
         version=item.version,
-        updated_at=_timestamp(item.updated_at),
+        updated_at=timestamp_message(item.updated_at),
     )
 
 

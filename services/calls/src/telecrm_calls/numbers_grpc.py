@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import NoReturn
 
 import grpc
 from google.protobuf.empty_pb2 import Empty
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from telecrm.calls.v1 import numbers_pb2, numbers_pb2_grpc
 from telecrm_calls.numbers import (
@@ -24,6 +22,7 @@ from telecrm_calls.numbers import (
     NumbersRegistry,
 )
 from telecrm_calls.records import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, InvalidCursor, InvalidQuery
+from telecrm_common.timestamps import timestamp_message
 
 SERVICE_NAME = numbers_pb2.DESCRIPTOR.services_by_name["NumbersRegistry"].full_name
 KIND_VALUES = {INTERNAL: numbers_pb2.NUMBER_KIND_INTERNAL, CONTACT: numbers_pb2.NUMBER_KIND_CONTACT}
@@ -34,12 +33,6 @@ EXTENSION_PATHS = ("number", "label", "employee_id")
 async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
     await context.abort(code, message)
     raise AssertionError("context.abort returned")  # it raises; this tells the type checker
-
-
-def _timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def number_message(row: NumberRow) -> numbers_pb2.RegisteredNumber:
@@ -61,8 +54,8 @@ def number_message(row: NumberRow) -> numbers_pb2.RegisteredNumber:
         company_name=row.company_name or "",
         phone_kind=number.phone_kind or "",
         version=number.version,
-        created_at=_timestamp(number.created_at),
-        updated_at=_timestamp(number.updated_at),
+        created_at=timestamp_message(number.created_at),
+        updated_at=timestamp_message(number.updated_at),
     )
 
 

@@ -38,6 +38,7 @@ from telecrm_common.telephony import (
     DISPOSITION_BY_NAME,
     HANGUP_BY_NAMES,
 )
+from telecrm_common.timestamps import timestamp_message as timestamp_message
 
 ENDED = "ended"
 CREATED = "created"
@@ -50,15 +51,6 @@ CHANGED_RECORD = "record"  # late call events changed the record itself
 CHANGED_RECORDING = "recording"
 CHANGED_NOTES = "notes"  # reason, result, comment (and with them the links: they are CallNotes fields)
 CHANGED_LINKS = "links"  # contact, task or ticket
-
-
-def timestamp_message(value: datetime | None) -> Timestamp | None:
-    """A datetime as a protobuf Timestamp (None stays unset)."""
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def _parse_time(value: Any) -> Timestamp | None:

@@ -4,11 +4,10 @@ INVALID_ARGUMENT naming the request field."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import NoReturn
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from telecrm.calls.v1 import reports_pb2, reports_pb2_grpc
 from telecrm_calls.records import InvalidQuery
@@ -25,6 +24,7 @@ from telecrm_calls.reports import (
     seconds,
 )
 from telecrm_calls.reports_svg import ranking_svg, ranking_title, report_svg, report_title
+from telecrm_common.timestamps import timestamp_message
 
 SERVICE_NAME = reports_pb2.DESCRIPTOR.services_by_name["CallReports"].full_name
 SVG_CONTENT_TYPE = "image/svg+xml"
@@ -44,12 +44,6 @@ PeriodRequest = reports_pb2.GetCallReportRequest | reports_pb2.ListEmployeeRepor
 async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
     await context.abort(code, message)
     raise AssertionError("context.abort returned")  # it raises; this tells the type checker
-
-
-def _timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 async def _period(request: PeriodRequest, context: grpc.aio.ServicerContext) -> Period:
@@ -101,8 +95,8 @@ def report_message(report: CallReport) -> reports_pb2.CallReport:
         subject_kind=SUBJECT_KINDS[report.subject.kind],
         subject_id=report.subject.id or "",
         subject_name=report.subject.name or "",
-        start_time=_timestamp(report.period.start),
-        end_time=_timestamp(report.period.end),
+        start_time=timestamp_message(report.period.start),
+        end_time=timestamp_message(report.period.end),
         time_zone=report.period.tz_name,
         counts=counts_message(report.counts),
         callbacks=callbacks_message(report.callbacks),
@@ -123,8 +117,8 @@ def ranking_message(ranking: EmployeeRanking) -> reports_pb2.EmployeeReportList:
     return reports_pb2.EmployeeReportList(
         team_id=ranking.team_id or "",
         team_name=ranking.team_name or "",
-        start_time=_timestamp(ranking.period.start),
-        end_time=_timestamp(ranking.period.end),
+        start_time=timestamp_message(ranking.period.start),
+        end_time=timestamp_message(ranking.period.end),
         time_zone=ranking.period.tz_name,
         sort=ranking.sort,
         ascending=ranking.ascending,

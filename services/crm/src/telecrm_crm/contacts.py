@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import ColumnElement, and_, delete, false, func, or_, select, text, true
 from sqlalchemy.exc import IntegrityError
@@ -47,6 +46,7 @@ from telecrm_common.auth import ALL_RIGHTS, Principal, Visibility
 from telecrm_common.db import Database, utcnow
 from telecrm_common.errors import TelecrmError
 from telecrm_common.events import CONTACT_SUBJECTS
+from telecrm_common.timestamps import timestamp_message
 from telecrm_crm import outbox, paging
 from telecrm_crm.access import visible_filter
 from telecrm_crm.audit import AuditLog, diff
@@ -455,12 +455,6 @@ def system_principal(component: str, employee_id: str | None = None) -> Principa
 
 def _new_id() -> str:
     return str(uuid.uuid4())
-
-
-def _stamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def may_see(principal: Principal, contact: Contact) -> bool:
@@ -1056,7 +1050,7 @@ class ContactService:
         contact = loaded.contact
         event_id = f"contact:{contact.id}:{contact.version}"
         event = directory_pb.ContactEvent(
-            event_id=event_id, occurred_at=_stamp(contact.updated_at), version=contact.version
+            event_id=event_id, occurred_at=timestamp_message(contact.updated_at), version=contact.version
         )
         if kind == "deleted":
             event.deleted.CopyFrom(

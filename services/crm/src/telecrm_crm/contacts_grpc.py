@@ -8,16 +8,15 @@ not be found in time.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, NoReturn
 
 import grpc
 from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Struct
-from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import ValidationError
 
 from telecrm.crm.v1 import contacts_pb2, contacts_pb2_grpc
+from telecrm_common.timestamps import timestamp_message
 from telecrm_crm.contacts import (
     ContactError,
     ContactIn,
@@ -46,12 +45,6 @@ MATCH_VALUES = {
 async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
     await context.abort(code, message)
     raise AssertionError("context.abort returned")  # it raises; this tells the type checker
-
-
-def _timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def _struct(values: dict[str, Any]) -> Struct:
@@ -107,7 +100,7 @@ def lookup_message(result: LookupResult) -> contacts_pb2.LookupNumberResponse:
                 task_id=task.task_id,
                 title=task.title,
                 status=task.status,
-                due_at=_timestamp(task.due_at) if task.due_at is not None else None,
+                due_at=timestamp_message(task.due_at) if task.due_at is not None else None,
             )
             for task in result.open_tasks
         ],
@@ -124,7 +117,7 @@ def lookup_message(result: LookupResult) -> contacts_pb2.LookupNumberResponse:
                 recent=[
                     contacts_pb2.RecentCall(
                         call_id=call.call_id,
-                        started_at=_timestamp(call.started_at),
+                        started_at=timestamp_message(call.started_at),
                         direction=call.direction,
                         disposition=call.disposition,
                         talk_seconds=call.talk_seconds,
@@ -166,8 +159,8 @@ def contact_record(contact: ContactOut) -> contacts_pb2.ContactRecord:
         owner_team_id=contact.owner_team_id or "",
         custom_fields=_struct(contact.custom_fields),
         version=contact.version,
-        created_at=_timestamp(contact.created_at),
-        updated_at=_timestamp(contact.updated_at),
+        created_at=timestamp_message(contact.created_at),
+        updated_at=timestamp_message(contact.updated_at),
     )
 
 

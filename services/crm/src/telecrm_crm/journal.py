@@ -32,11 +32,10 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 import phonenumbers
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import ColumnElement, and_, func, literal_column, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -56,6 +55,8 @@ from telecrm_common.telephony import (
     is_missed_call,
     normalize_number,
 )
+from telecrm_common.timestamps import timestamp_datetime as timestamp_datetime
+from telecrm_common.timestamps import timestamp_message
 from telecrm_crm import outbox, paging
 from telecrm_crm.access import visible_filter
 from telecrm_crm.attachments import AttachmentError, AttachmentStore, StoredFile
@@ -333,21 +334,6 @@ def _text(value: str | None) -> str | None:
     return value or None
 
 
-def _timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
-def timestamp_datetime(stamp: Timestamp) -> datetime | None:
-    """A protobuf Timestamp as an aware UTC datetime; None when unset (zero)."""
-    if not stamp.seconds and not stamp.nanos:
-        return None
-    return stamp.ToDatetime(tzinfo=UTC)
-
-
 def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -394,8 +380,8 @@ def event_message(row: JournalEvent) -> journal_pb2.JournalEvent:
     return journal_pb2.JournalEvent(
         event_id=row.id,
         type_code=row.type_code,
-        start_at=_timestamp(row.start_at),
-        end_at=_timestamp(row.end_at),
+        start_at=timestamp_message(row.start_at),
+        end_at=timestamp_message(row.end_at),
         responsible_employee_id=row.responsible_employee_id or "",
         team_id=row.team_id or "",
         contact_id=row.contact_id or "",
@@ -411,15 +397,15 @@ def event_message(row: JournalEvent) -> journal_pb2.JournalEvent:
         call_id=row.call_id or "",
         disposition=row.disposition or "",
         missed_item_id=row.missed_item_id or "",
-        resolved_at=_timestamp(row.resolved_at),
+        resolved_at=timestamp_message(row.resolved_at),
         resolving_call_id=row.resolving_call_id or "",
         answers_missed_item_id=row.answers_missed_item_id or "",
         source=row.source,
         archived=row.archived,
-        archived_at=_timestamp(row.archived_at),
+        archived_at=timestamp_message(row.archived_at),
         version=row.version,
-        created_at=_timestamp(row.created_at),
-        updated_at=_timestamp(row.updated_at),
+        created_at=timestamp_message(row.created_at),
+        updated_at=timestamp_message(row.updated_at),
         created_by=row.created_by or "",
     )
 
@@ -435,7 +421,7 @@ def change_row(
     msg_id += suffix
     change = journal_pb2.JournalEventChange(
         event_id=msg_id,
-        occurred_at=_timestamp(utcnow()),
+        occurred_at=timestamp_message(utcnow()),
         version=row.version,
         actor=_actor_name(actor),
         changed=list(changed),

@@ -28,13 +28,11 @@ import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import ColumnElement, Select, String, and_, cast, delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,6 +44,7 @@ from telecrm_common.auth import ALL_RIGHTS, Principal, Role, Visibility, default
 from telecrm_common.db import Database, utcnow
 from telecrm_common.errors import TelecrmError
 from telecrm_common.events import EMPLOYEE_SUBJECTS
+from telecrm_common.timestamps import timestamp_message
 from telecrm_crm import outbox, paging
 from telecrm_crm.access import visible_filter
 from telecrm_crm.audit import AuditLog, diff
@@ -407,12 +406,6 @@ def _unknown(values: Mapping[str, Any], allowed: Iterable[str]) -> None:
 # --- protobuf of the events and of gRPC ----------------------------------------------------------------
 
 
-def _timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def employee_message(view: EmployeeView) -> directory_pb.Employee:
     employee = view.employee
     return directory_pb.Employee(
@@ -442,8 +435,8 @@ def employee_record(view: EmployeeView) -> people_pb2.EmployeeRecord:
         active=employee.active and employee.deleted_at is None,
         deleted=employee.deleted_at is not None,
         version=employee.version,
-        created_at=_timestamp(employee.created_at),
-        updated_at=_timestamp(employee.updated_at),
+        created_at=timestamp_message(employee.created_at),
+        updated_at=timestamp_message(employee.updated_at),
     )
 
 
@@ -451,7 +444,7 @@ def employee_event_row(kind: str, view: EmployeeView) -> dict[str, Any]:
     employee = view.employee
     event = directory_pb.EmployeeEvent(
         event_id=f"employee:{employee.id}:{employee.version}",
-        occurred_at=_timestamp(employee.updated_at),
+        occurred_at=timestamp_message(employee.updated_at),
         version=employee.version,
     )
     if kind == "deleted":
@@ -464,7 +457,7 @@ def employee_event_row(kind: str, view: EmployeeView) -> dict[str, Any]:
 def team_event_row(kind: str, team: Team) -> dict[str, Any]:
     event = people_pb2.TeamEvent(
         event_id=f"team:{team.id}:{team.version}",
-        occurred_at=_timestamp(team.updated_at),
+        occurred_at=timestamp_message(team.updated_at),
         version=team.version,
     )
     if kind == "deleted":
@@ -479,7 +472,7 @@ def team_event_row(kind: str, team: Team) -> dict[str, Any]:
 def user_event_row(kind: str, user: User) -> dict[str, Any]:
     event = people_pb2.UserEvent(
         event_id=f"user:{user.id}:{user.version}",
-        occurred_at=_timestamp(user.updated_at),
+        occurred_at=timestamp_message(user.updated_at),
         version=user.version,
     )
     message: Message

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import ColumnElement, and_, delete, exists, false, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,6 +32,7 @@ from telecrm.crm.v1 import projects_pb2
 from telecrm_common.auth import Principal
 from telecrm_common.db import Database, utcnow
 from telecrm_common.errors import TelecrmError
+from telecrm_common.timestamps import timestamp_message
 from telecrm_crm import outbox, paging
 from telecrm_crm.attachments import AttachmentStore, StoredFile
 from telecrm_crm.audit import AuditLog, diff
@@ -253,14 +253,6 @@ def _normalized(values: Mapping[str, Any]) -> dict[str, Any]:
 # --- messages ------------------------------------------------------------------------------------------
 
 
-def _timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def project_message(view: ProjectView) -> projects_pb2.Project:
     project = view.project
     return projects_pb2.Project(
@@ -277,9 +269,9 @@ def project_message(view: ProjectView) -> projects_pb2.Project:
         work_group=view.work_group,
         status=project.status,
         version=project.version,
-        created_at=_timestamp(project.created_at),
-        updated_at=_timestamp(project.updated_at),
-        closed_at=_timestamp(project.closed_at),
+        created_at=timestamp_message(project.created_at),
+        updated_at=timestamp_message(project.updated_at),
+        closed_at=timestamp_message(project.closed_at),
         created_by=project.created_by,
     )
 
@@ -542,7 +534,7 @@ class ProjectService:
             )
             event = projects_pb2.ProjectEvent(
                 event_id=f"project:{project.id}:deleted",
-                occurred_at=_timestamp(utcnow()),
+                occurred_at=timestamp_message(utcnow()),
                 version=project.version,
                 actor=principal.subject,
                 deleted=projects_pb2.ProjectDeleted(project_id=project.id),
@@ -733,7 +725,7 @@ class ProjectService:
         event_id = f"project:{project.id}:{suffix}" if suffix else f"project:{project.id}:{project.version}"
         event = projects_pb2.ProjectEvent(
             event_id=event_id,
-            occurred_at=_timestamp(utcnow()),
+            occurred_at=timestamp_message(utcnow()),
             version=project.version,
             actor=_actor(actor),
             changed=changed,

@@ -24,10 +24,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import select
 
 from telecrm.crm.v1 import tasks_pb2
+from telecrm_common.timestamps import timestamp_message
 from telecrm_crm.outbox import row
 from telecrm_crm.tasks_models import IN_PROGRESS, OPEN_GROUPS, SET, Task, TaskReminder
 
@@ -107,12 +107,6 @@ def next_occurrence(rule: Recurrence, reference: datetime, index: int) -> dateti
 
 
 # --- the sweeps -----------------------------------------------------------------------------------
-
-
-def _stamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 @dataclass(frozen=True)
@@ -217,14 +211,14 @@ class TaskScheduler:
                         task_name=task.name,
                         employee_id=reminder.employee_id,
                         email=emails.get(reminder.employee_id, ""),
-                        remind_at=_stamp(reminder.remind_at),
+                        remind_at=timestamp_message(reminder.remind_at),
                         priority=task.priority,
                         status=task.status,
                         contact_id=task.contact_id or "",
                         phone=task.phone or "",
                     )
                     if task.end_at is not None:
-                        request.end_at.CopyFrom(_stamp(task.end_at))
+                        request.end_at.CopyFrom(timestamp_message(task.end_at))
                     messages.append(row(TASK_REMINDER_SUBJECT, request, event_id))
                     reminder.emailed_at = now
                 await self._service.write_outbox(session, messages)

@@ -31,7 +31,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from sqlalchemy import ColumnElement, and_, case, delete, exists, func, literal, not_, or_, select, true
 from sqlalchemy.exc import IntegrityError
@@ -42,6 +41,7 @@ from telecrm.crm.v1 import tasks_pb2
 from telecrm_common.auth import ALL_RIGHTS, TASK_STATUS_RIGHT, Principal, Visibility
 from telecrm_common.db import Database, UTCDateTime, utcnow
 from telecrm_common.errors import TelecrmError
+from telecrm_common.timestamps import timestamp_message
 from telecrm_crm import outbox, paging
 from telecrm_crm.access import visible_filter
 from telecrm_crm.attachments import AttachmentStore, StoredFile
@@ -479,12 +479,6 @@ def _new_id() -> str:
     return str(uuid.uuid4())
 
 
-def _stamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def is_overdue(task: Task, now: datetime) -> bool:
     if task.status_group == OVERDUE:
         return True
@@ -607,8 +601,8 @@ def task_message(view: TaskView) -> tasks_pb2.Task:
         owner_team_id=task.owner_team_id or "",
         depends_on=task.depends_on,
         version=task.version,
-        created_at=_stamp(task.created_at),
-        updated_at=_stamp(task.updated_at),
+        created_at=timestamp_message(task.created_at),
+        updated_at=timestamp_message(task.updated_at),
         series_id=task.series_id or "",
         template_id=task.template_id or "",
         overdue=view.overdue,
@@ -616,7 +610,7 @@ def task_message(view: TaskView) -> tasks_pb2.Task:
     for name in ("start_at", "end_at", "done_at"):
         value = getattr(task, name)
         if value is not None:
-            getattr(message, name).CopyFrom(_stamp(value))
+            getattr(message, name).CopyFrom(timestamp_message(value))
     if task.recurrence:
         rule = task.recurrence
         message.recurrence.CopyFrom(
@@ -791,7 +785,7 @@ class TaskService:
         now = self.clock()
         event = tasks_pb2.TaskEvent(
             event_id=event_id,
-            occurred_at=_stamp(now),
+            occurred_at=timestamp_message(now),
             version=task.version,
             actor=actor.subject,
             changed=sorted(set(changed)),

@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import ColumnElement, String, and_, delete, false, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -47,6 +46,7 @@ from telecrm.crm.v1 import tickets_pb2
 from telecrm_common.auth import Principal
 from telecrm_common.db import Database, utcnow
 from telecrm_common.errors import TelecrmError
+from telecrm_common.timestamps import timestamp_message
 from telecrm_crm import outbox, paging
 from telecrm_crm.attachments import AttachmentStore, StoredFile
 from telecrm_crm.audit import AuditLog, diff
@@ -443,14 +443,6 @@ def _snapshot(ticket: Ticket) -> dict[str, Any]:
     return {name: getattr(ticket, name) for name in (*EDITABLE_FIELDS, "status")}
 
 
-def _timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def ticket_message(ticket: Ticket) -> tickets_pb2.Ticket:
     return tickets_pb2.Ticket(
         ticket_id=ticket.id,
@@ -467,17 +459,17 @@ def ticket_message(ticket: Ticket) -> tickets_pb2.Ticket:
         taken_by_id=ticket.taken_by_id or "",
         checker_id=ticket.checker_id or "",
         team_id=ticket.team_id or "",
-        scheduled_start=_timestamp(ticket.scheduled_start),
-        scheduled_end=_timestamp(ticket.scheduled_end),
+        scheduled_start=timestamp_message(ticket.scheduled_start),
+        scheduled_end=timestamp_message(ticket.scheduled_end),
         status=ticket.status,
         notify_customer=ticket.notify_customer,
         customer_email=ticket.customer_email or "",
-        allocation_email_requested_at=_timestamp(ticket.allocation_email_requested_at),
-        finalization_email_requested_at=_timestamp(ticket.finalization_email_requested_at),
+        allocation_email_requested_at=timestamp_message(ticket.allocation_email_requested_at),
+        finalization_email_requested_at=timestamp_message(ticket.finalization_email_requested_at),
         version=ticket.version,
-        created_at=_timestamp(ticket.created_at),
-        updated_at=_timestamp(ticket.updated_at),
-        status_changed_at=_timestamp(ticket.status_changed_at),
+        created_at=timestamp_message(ticket.created_at),
+        updated_at=timestamp_message(ticket.updated_at),
+        status_changed_at=timestamp_message(ticket.status_changed_at),
         created_by=ticket.created_by,
     )
 
@@ -1308,7 +1300,7 @@ class TicketService:
         request_id = f"ticket:{ticket.id}:email:{reason}:{ticket.version}"
         message = tickets_pb2.TicketEmailRequest(
             request_id=request_id,
-            occurred_at=_timestamp(now),
+            occurred_at=timestamp_message(now),
             ticket_id=ticket.id,
             ticket_code=view.code,
             reason=reason,
@@ -1324,7 +1316,7 @@ class TicketService:
     ) -> tickets_pb2.TicketEvent:
         return tickets_pb2.TicketEvent(
             event_id=event_id or f"ticket:{ticket.id}:{ticket.version}",
-            occurred_at=_timestamp(utcnow()),
+            occurred_at=timestamp_message(utcnow()),
             version=ticket.version,
             actor=_subject(actor),
             changed=changed,
