@@ -48,6 +48,7 @@ from telecrm_crm.contacts import (
 )
 from telecrm_crm.lookup import MAX_CANDIDATES, Card, LookupResult, NumberLookup
 from telecrm_crm.paging import DEFAULT_LIMIT, MAX_LIMIT, InvalidCursor, Page
+from telecrm_crm.schemas import HistoryEntryOut
 
 PREFIX = "/contacts"
 
@@ -82,14 +83,6 @@ class MergeIn(BaseModel):
     version: int | None = Field(
         default=None, ge=1, description="This contact's version you saw: 409 when it changed since"
     )
-
-
-class AuditEntryOut(BaseModel):
-    at: datetime
-    actor_subject: str
-    actor_employee_id: str | None
-    action: str
-    changes: dict[str, Any]
 
 
 # --- the look-up's answer ------------------------------------------------------------------------
@@ -528,21 +521,12 @@ def contacts_router(service: ContactService, access: Access, lookup: NumberLooku
         summary="The operation log of a contact",
         responses=_NOT_FOUND,
     )
-    async def history(contact_id: str, user: Principal = signed_in) -> list[AuditEntryOut]:
+    async def history(contact_id: str, user: Principal = signed_in) -> list[HistoryEntryOut]:
         try:
             entries = await service.history(user, contact_id)
         except ContactError as exc:
             _raise(exc)
-        return [
-            AuditEntryOut(
-                at=entry.at,
-                actor_subject=entry.actor_subject,
-                actor_employee_id=entry.actor_employee_id,
-                action=entry.action,
-                changes=entry.changes,
-            )
-            for entry in entries
-        ]
+        return [HistoryEntryOut.of(entry) for entry in entries]
 
     # --- custom fields -------------------------------------------------------------------------------
 

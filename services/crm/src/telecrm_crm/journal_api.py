@@ -33,7 +33,7 @@ from telecrm_crm.journal import (
     VersionConflict,
 )
 from telecrm_crm.journal_models import JournalEvent, JournalEventType
-from telecrm_crm.models import Attachment, AuditEntry
+from telecrm_crm.schemas import AttachmentOut, HistoryEntryOut
 
 Direction = Literal["inbound", "outbound", "internal"]
 Channel = Literal["call", "letter", "email", "sms", "fax", "survey", "visit", "queue", "phone", "other"]
@@ -243,46 +243,6 @@ class MissedGroupOut(BaseModel):
             last_at=group.last_at,
             last_resolved_at=group.last_resolved_at,
             contact_id=group.contact_id,
-        )
-
-
-class AttachmentOut(BaseModel):
-    id: str
-    filename: str
-    content_type: str = Field(description="As detected from the bytes")
-    size: int
-    sha256: str
-    created_at: datetime
-    created_by: str | None
-
-    @classmethod
-    def of(cls, row: Attachment) -> AttachmentOut:
-        return cls(
-            id=row.id,
-            filename=row.filename,
-            content_type=row.content_type,
-            size=row.size,
-            sha256=row.sha256,
-            created_at=row.created_at,
-            created_by=row.created_by,
-        )
-
-
-class HistoryOut(BaseModel):
-    at: datetime
-    actor_subject: str
-    actor_employee_id: str | None
-    action: str
-    changes: dict[str, Any] = Field(description="field -> [old, new]")
-
-    @classmethod
-    def of(cls, row: AuditEntry) -> HistoryOut:
-        return cls(
-            at=row.at,
-            actor_subject=row.actor_subject,
-            actor_employee_id=row.actor_employee_id,
-            action=row.action,
-            changes=dict(row.changes or {}),
         )
 
 
@@ -532,9 +492,9 @@ def journal_router(service: JournalService, access: Access) -> APIRouter:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.get("/events/{event_id}/history", summary="Every change of an event", responses=REFUSALS)
-    async def event_history(event_id: str, user: Principal = reader) -> list[HistoryOut]:
+    async def event_history(event_id: str, user: Principal = reader) -> list[HistoryEntryOut]:
         try:
-            return [HistoryOut.of(row) for row in await service.history(user, event_id)]
+            return [HistoryEntryOut.of(row) for row in await service.history(user, event_id)]
         except JournalError as exc:
             _refuse(exc)
 

@@ -22,7 +22,7 @@ from telecrm_common.auth import Principal
 from telecrm_crm import paging
 from telecrm_crm.access import Access
 from telecrm_crm.attachments import AttachmentError, download, upload_chunks
-from telecrm_crm.models import Attachment, AuditEntry
+from telecrm_crm.models import Attachment
 from telecrm_crm.projects import (
     MAX_COMMENT_LENGTH,
     MAX_DESCRIPTION_LENGTH,
@@ -41,6 +41,7 @@ from telecrm_crm.projects import (
     StaleVersion,
 )
 from telecrm_crm.projects_models import ProjectComment
+from telecrm_crm.schemas import AttachmentOut, HistoryEntryOut
 
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 
@@ -50,48 +51,6 @@ Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 
 class ErrorOut(BaseModel):
     detail: Any
-
-
-class AttachmentOut(BaseModel):
-    id: str
-    filename: str = Field(description="Display name, without any directory")
-    content_type: str = Field(description="As detected from the file's bytes")
-    size: int
-    sha256: str
-    created_at: datetime
-    created_by: str | None
-
-    @classmethod
-    def of(cls, attachment: Attachment) -> AttachmentOut:
-        return cls(
-            id=attachment.id,
-            filename=attachment.filename,
-            content_type=attachment.content_type,
-            size=attachment.size,
-            sha256=attachment.sha256,
-            created_at=attachment.created_at,
-            created_by=attachment.created_by,
-        )
-
-
-class HistoryEntryOut(BaseModel):
-    """One entry of the operation log: who did what, and which fields changed (``[old, new]``)."""
-
-    at: datetime
-    actor_subject: str
-    actor_employee_id: str | None
-    action: str
-    changes: dict[str, Any]
-
-    @classmethod
-    def of(cls, entry: AuditEntry) -> HistoryEntryOut:
-        return cls(
-            at=entry.at,
-            actor_subject=entry.actor_subject,
-            actor_employee_id=entry.actor_employee_id,
-            action=entry.action,
-            changes=entry.changes,
-        )
 
 
 def invalid(location: str, field: str, message: str, value: Any = None) -> RequestValidationError:
@@ -486,9 +445,7 @@ def projects_router(service: ProjectService, access: Access) -> APIRouter:
 
 
 __all__ = [
-    "AttachmentOut",
     "ErrorOut",
-    "HistoryEntryOut",
     "ProjectIn",
     "ProjectOut",
     "ProjectPatch",

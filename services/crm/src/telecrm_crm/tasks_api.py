@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from telecrm_common.auth import Principal
 from telecrm_crm.access import Access
 from telecrm_crm.attachments import AttachmentError, download, upload_chunks
-from telecrm_crm.models import Attachment, AuditEntry
 from telecrm_crm.paging import DEFAULT_LIMIT, MAX_LIMIT, Page
+from telecrm_crm.schemas import AttachmentOut, HistoryEntryOut
 from telecrm_crm.tasks import (
     MAX_GROUP,
     CalendarView,
@@ -322,24 +322,6 @@ class DependencyIn(BaseModel):
     depends_on: Id
 
 
-class HistoryEntryOut(BaseModel):
-    at: datetime
-    actor_subject: str
-    actor_employee_id: str | None
-    action: str
-    changes: dict[str, Any] = Field(description="field -> [old, new]")
-
-    @classmethod
-    def of(cls, entry: AuditEntry) -> HistoryEntryOut:
-        return cls(
-            at=entry.at,
-            actor_subject=entry.actor_subject,
-            actor_employee_id=entry.actor_employee_id,
-            action=entry.action,
-            changes=entry.changes,
-        )
-
-
 class CommentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -358,20 +340,6 @@ class CommentOut(BaseModel):
     @classmethod
     def of(cls, comment: TaskComment) -> CommentOut:
         return cls.model_validate(comment, from_attributes=True)
-
-
-class AttachmentOut(BaseModel):
-    id: str
-    filename: str
-    content_type: str
-    size: int
-    sha256: str
-    created_at: datetime
-    created_by: str | None
-
-    @classmethod
-    def of(cls, attachment: Attachment) -> AttachmentOut:
-        return cls.model_validate(attachment, from_attributes=True)
 
 
 class ReminderOut(BaseModel):

@@ -32,12 +32,11 @@ from telecrm_crm.projects_api import (
     FORBIDDEN,
     NOT_FOUND,
     STALE,
-    AttachmentOut,
     ErrorOut,
-    HistoryEntryOut,
     attachment_error,
     invalid,
 )
+from telecrm_crm.schemas import AttachmentOut, HistoryEntryOut
 from telecrm_crm.tickets import (
     MAX_DESCRIPTION_LENGTH,
     MAX_EMAIL_LENGTH,
