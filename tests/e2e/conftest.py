@@ -14,6 +14,8 @@ sipp agent phones behind the extensions:
 
 from __future__ import annotations
 
+import functools
+import secrets
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -56,25 +58,38 @@ class Suite:
     def crm_url(self) -> str:
         return f"http://127.0.0.1:{self.crm_http}"
 
+    @functools.cached_property
+    def admin_token(self) -> str:
+        """An access token of the suite's admin, from a real log-in to crm (valid 15 minutes)."""
+        login = httpx.post(
+            f"{self.crm_url}/auth/login", json={"login": "admin", "password": ADMIN_PASSWORD}, timeout=10
+        )
+        return str(login.raise_for_status().json()["access_token"])
+
     def crm(self) -> httpx.Client:
         """A client of crm's REST API logged in as the suite's admin."""
-        client = httpx.Client(base_url=self.crm_url, timeout=10)
-        login = client.post("/auth/login", json={"login": "admin", "password": ADMIN_PASSWORD})
-        token = login.raise_for_status().json()["access_token"]
-        client.headers["Authorization"] = f"Bearer {token}"
-        return client
+        return httpx.Client(
+            base_url=self.crm_url, timeout=10, headers={"Authorization": f"Bearer {self.admin_token}"}
+        )
+
+    def calls(self) -> httpx.Client:
+        """A client of the call log's REST API with the admin's crm token (the services share the key)."""
+        return httpx.Client(
+            base_url=self.calls_url, timeout=10, headers={"Authorization": f"Bearer {self.admin_token}"}
+        )
 
     def list_calls(self, **params: Any) -> list[dict[str, Any]]:
         """Every record of the call log (all pages)."""
         items: list[dict[str, Any]] = []
         cursor = None
-        while True:
-            query = {"limit": 500, **params, **({"cursor": cursor} if cursor else {})}
-            page = httpx.get(f"{self.calls_url}/calls", params=query, timeout=10).raise_for_status().json()
-            items += page["items"]
-            cursor = page["next_cursor"]
-            if not cursor:
-                return items
+        with self.calls() as client:
+            while True:
+                query = {"limit": 500, **params, **({"cursor": cursor} if cursor else {})}
+                page = client.get("/calls", params=query).raise_for_status().json()
+                items += page["items"]
+                cursor = page["next_cursor"]
+                if not cursor:
+                    return items
 
     def wait_for_calls(
         self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 30.0, **params: Any
@@ -144,7 +159,10 @@ def suite(
     )
     database_url = database_factory("e2e-calls")
     calls_http, calls_grpc, gateway_http, sip_port = free_port(), free_port(), free_port(), free_sip_port()
+    # One signing key for the installation, as deploy/ sets it: crm signs, calls checks.
+    auth_secret = {"TELECRM_AUTH_SECRET": secrets.token_urlsafe(32)}
     calls_env = {
+        **auth_secret,
         "CALLS_NATS_URL": nats.url,
         "CALLS_DATABASE_URL": database_url,
         "CALLS_HTTP_PORT": str(calls_http),
@@ -161,6 +179,7 @@ def suite(
     }
     crm_http = free_port()
     crm_env = {
+        **auth_secret,
         "CRM_NATS_URL": nats.url,
         "CRM_DATABASE_URL": database_factory("e2e-crm"),
         "CRM_HTTP_PORT": str(crm_http),

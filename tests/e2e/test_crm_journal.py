@@ -12,7 +12,6 @@ import time
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.e2e.conftest import Suite
@@ -49,13 +48,8 @@ def test_an_inbound_call_becomes_a_journal_event_on_the_callers_contact(suite: S
         assert created.status_code == 201, created.text
         contact_id = created.json()["id"]
         # The call log links a call to a contact it learned from crm's events: wait until it has.
-        _wait(
-            lambda: (
-                httpx.get(f"{suite.calls_url}/numbers", params={"number": caller}, timeout=5)
-                .json()
-                .get("items")
-            )
-        )
+        with suite.calls() as calls:
+            _wait(lambda: calls.get("/numbers", params={"number": caller}).json().get("items"))
 
         result = run_uac(
             "uac_answered.xml",

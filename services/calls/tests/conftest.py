@@ -8,6 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import delete
 
+from telecrm_calls.access import CallsAccess
 from telecrm_calls.api import create_app
 from telecrm_calls.main import MIGRATIONS
 from telecrm_calls.models import (
@@ -24,7 +25,9 @@ from telecrm_calls.models import (
     Recording,
 )
 from telecrm_calls.service import CallLogService
+from telecrm_common.auth import Access, AuthSettings, Principal, Role, TokenVerifier, Visibility
 from telecrm_common.db import Database, upgrade
+from telecrm_devstack.testing import make_principal
 
 SECRET = "test-cursor-secret"
 
@@ -66,12 +69,31 @@ def service(db: Database) -> CallLogService:
 
 
 @pytest.fixture
-async def client(service: CallLogService) -> AsyncIterator[httpx.AsyncClient]:
-    """The call log's REST API in-process (ASGI), its health checks always passing."""
+def access(service: CallLogService, auth_settings: AuthSettings) -> CallsAccess:
+    """What the REST routes check tokens and visibility with (the tests' signing key)."""
+    return CallsAccess(Access(TokenVerifier(auth_settings)), service)
+
+
+ADMIN = make_principal("u-admin", Role.ADMIN, visibility=Visibility.ALL)  # no employee: no "mine"
+
+
+@pytest.fixture
+def admin_headers(token_for: Callable[[Principal], dict[str, str]]) -> dict[str, str]:
+    """An administrator's token: sees every call (the default of the test clients)."""
+    return token_for(ADMIN)
+
+
+@pytest.fixture
+async def client(
+    service: CallLogService, access: CallsAccess, admin_headers: dict[str, str]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The call log's REST API in-process (ASGI) as an administrator, its health checks passing."""
 
     async def ok() -> None:
         return None
 
-    app = create_app(service, {"database": ok})
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://calls") as client:
+    app = create_app(service, {"database": ok}, access)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://calls", headers=admin_headers
+    ) as client:
         yield client

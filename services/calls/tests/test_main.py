@@ -20,10 +20,14 @@ import pytest
 from telecrm_calls.main import main, migrate, serve
 from telecrm_calls.settings import CallsSettings
 from telecrm_calls.testing import CallScript
+from telecrm_common.auth import Principal, Role, Visibility
 from telecrm_common.bus import Bus
 from telecrm_common.events import STREAMS, call_event_subject
 from telecrm_common.grpc import channel
 from telecrm_devstack.processes import ManagedProcess, free_port, wait_http_ok
+from telecrm_devstack.testing import TEST_AUTH_SECRET, make_principal
+
+ADMIN = make_principal("u-admin", Role.ADMIN, visibility=Visibility.ALL)
 
 
 def _env(**values: str) -> dict[str, str]:
@@ -102,8 +106,14 @@ def service_db(database_factory: Callable[[str], str]) -> str:
 
 
 @pytest.mark.e2e
-async def test_service_process_end_to_end(nats_server: Any, service_db: str, tmp_path: Path) -> None:
-    """The real process: migrates, consumes, answers on REST and gRPC, and stops cleanly on SIGTERM."""
+async def test_service_process_end_to_end(
+    nats_server: Any,
+    service_db: str,
+    tmp_path: Path,
+    token_for: Callable[[Principal], dict[str, str]],
+) -> None:
+    """The real process: migrates, consumes, answers on REST (to crm's tokens) and gRPC, and stops
+    cleanly on SIGTERM."""
     from telecrm.calls.v1 import calls_pb2, calls_pb2_grpc
 
     http_port, grpc_port = free_port(), free_port()
@@ -117,6 +127,7 @@ async def test_service_process_end_to_end(nats_server: Any, service_db: str, tmp
             CALLS_GRPC_PORT=str(grpc_port),
             CALLS_CONSUMER_DURABLE=f"calls-e2e-{uuid.uuid4().hex[:8]}",
             CALLS_SHUTDOWN_GRACE="5",
+            TELECRM_AUTH_SECRET=TEST_AUTH_SECRET,
         ),
         log_path=tmp_path / "calls.log",
     ).start()
@@ -129,7 +140,10 @@ async def test_service_process_end_to_end(nats_server: Any, service_db: str, tmp
             await bus.publish(call_event_subject(event), event, msg_id=event.event_id)
         await bus.close()
 
+        agent = make_principal("u-agent", Role.AGENT, employee_id="emp-nobody")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as client:
+            assert (await client.get(f"/calls/{script.call_id}")).status_code == 401  # no token
+            client.headers.update(token_for(ADMIN))
             deadline = time.monotonic() + 15
             while True:
                 response = await client.get(f"/calls/{script.call_id}")
@@ -138,6 +152,9 @@ async def test_service_process_end_to_end(nats_server: Any, service_db: str, tmp
                 assert time.monotonic() < deadline, response.text
                 await asyncio.sleep(0.05)
             assert response.json()["disposition"] == "answered"
+            # A token crm signed for an agent who was not on the call: as if the call did not exist.
+            hidden = await client.get(f"/calls/{script.call_id}", headers=token_for(agent))
+            assert hidden.status_code == 404
 
         async with channel(f"127.0.0.1:{grpc_port}") as chan:
             call = await calls_pb2_grpc.CallLogStub(chan).GetCall(

@@ -22,6 +22,7 @@ from telecrm.calls.v1 import missed_calls_pb2 as missed_pb
 from telecrm.events.v1 import call_events_pb2 as ev
 from telecrm_calls import grpc as calls_grpc
 from telecrm_calls import outbox
+from telecrm_calls.access import CallsAccess
 from telecrm_calls.api import calls_router
 from telecrm_calls.missed import (
     STATES,
@@ -53,6 +54,7 @@ from telecrm_common.events import (
 )
 from telecrm_common.grpc import GrpcServer, channel
 from telecrm_devstack.processes import ManagedProcess, free_port, wait_http_ok
+from telecrm_devstack.testing import TEST_AUTH_SECRET
 
 SECRET = "test-cursor-secret"
 NUMBER = "+74993690439"
@@ -739,9 +741,13 @@ def test_decoder_refuses_what_is_not_a_missed_call_event() -> None:
 
 
 @pytest.fixture
-async def client(service: CallLogService, log: MissedCallLog) -> AsyncIterator[httpx.AsyncClient]:
-    app = http_app("calls", "", [calls_router(service), missed_calls_router(log)], {})
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://calls") as client:
+async def client(
+    service: CallLogService, log: MissedCallLog, access: CallsAccess, admin_headers: dict[str, str]
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = http_app("calls", "", [calls_router(service, access), missed_calls_router(log, access)], {})
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://calls", headers=admin_headers
+    ) as client:
         yield client
 
 
@@ -911,7 +917,7 @@ def process_db(database_factory: Any) -> str:
 
 @pytest.mark.e2e
 async def test_service_process_tracks_and_publishes_missed_calls(
-    nats_server: Any, process_db: str, tmp_path: Any, bus: Bus
+    nats_server: Any, process_db: str, tmp_path: Any, bus: Bus, admin_headers: dict[str, str]
 ) -> None:
     """main's wiring: the process folds missed calls, serves them and publishes their events."""
     http_port = free_port()
@@ -924,6 +930,7 @@ async def test_service_process_tracks_and_publishes_missed_calls(
         CALLS_GRPC_PORT=str(free_port()),
         CALLS_CONSUMER_DURABLE=f"calls-missed-e2e-{uuid.uuid4().hex[:8]}",
         CALLS_SHUTDOWN_GRACE="5",
+        TELECRM_AUTH_SECRET=TEST_AUTH_SECRET,
     )
     proc = ManagedProcess(
         "calls", [sys.executable, "-m", "telecrm_calls"], env=env, log_path=tmp_path / "calls.log"
@@ -934,7 +941,9 @@ async def test_service_process_tracks_and_publishes_missed_calls(
         await asyncio.to_thread(wait_http_ok, f"http://127.0.0.1:{http_port}/readyz", 30, proc)
         for event in missed(f"{tag}-1", 0, caller=number) + callback(f"{tag}-cb", 3, callee=number):
             await bus.publish(call_event_subject(event), event, msg_id=event.event_id)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as client:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{http_port}", headers=admin_headers
+        ) as client:
             deadline = asyncio.get_running_loop().time() + 15
             while True:
                 page = (await client.get("/missed-calls", params={"state": "all", "number": number})).json()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,6 +14,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 
 from telecrm.calls.v1 import calls_pb2, calls_pb2_grpc
 from telecrm_calls import grpc as calls_grpc
+from telecrm_calls.access import CallsAccess
 from telecrm_calls.api import calls_router
 from telecrm_calls.models import Call
 from telecrm_calls.notes import MAX_LENGTHS, CallNotesService, InvalidNotes, NotesConflict
@@ -21,11 +22,14 @@ from telecrm_calls.notes_api import expected_version, notes_router
 from telecrm_calls.service import CallLogService, CallNotFound
 from telecrm_calls.settings import CallsSettings
 from telecrm_common.app import http_app
+from telecrm_common.auth import Principal, Role, Visibility
 from telecrm_common.db import Database
 from telecrm_common.grpc import GrpcServer, channel
+from telecrm_devstack.testing import make_principal
 
 T0 = datetime(2025, 3, 14, 9, 26, 53, 589000, tzinfo=UTC)
 REASONS = ("Order", "Complaint", "Question")
+USER_1 = make_principal("u-1", Role.ADMIN, employee_id="user-1", visibility=Visibility.ALL)
 RESULTS = ("Sold", "Call back", "Closed")
 
 
@@ -69,9 +73,13 @@ def notes(calls: Database) -> CallNotesService:
 
 
 @pytest.fixture
-async def api(notes: CallNotesService, service: CallLogService) -> AsyncIterator[httpx.AsyncClient]:
-    app = http_app("calls", "", [calls_router(service), notes_router(notes)], {})
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://calls") as client:
+async def api(
+    notes: CallNotesService, service: CallLogService, access: CallsAccess, admin_headers: dict[str, str]
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = http_app("calls", "", [calls_router(service, access), notes_router(notes, access)], {})
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://calls", headers=admin_headers
+    ) as client:
         yield client
 
 
@@ -250,7 +258,9 @@ def test_settings_read_the_lists_from_json(monkeypatch: pytest.MonkeyPatch) -> N
 # --- REST ------------------------------------------------------------------------------------------------
 
 
-async def test_rest_round_trip(api: httpx.AsyncClient) -> None:
+async def test_rest_round_trip(
+    api: httpx.AsyncClient, token_for: Callable[[Principal], dict[str, str]]
+) -> None:
     response = await api.get("/calls/c-1/notes")
     assert response.status_code == 200
     assert response.headers["etag"] == '"0"'
@@ -271,7 +281,7 @@ async def test_rest_round_trip(api: httpx.AsyncClient) -> None:
     response = await api.patch(
         "/calls/c-1/notes",
         json={"reason": "Order", "comment": "wants a quote", "task_id": "t-1"},
-        headers={"If-Match": '"0"', "X-Employee-Id": "user-1"},
+        headers={"If-Match": '"0"', **token_for(USER_1)},
     )
     assert response.status_code == 200, response.text
     assert response.headers["etag"] == '"1"'
@@ -289,7 +299,7 @@ async def test_rest_round_trip(api: httpx.AsyncClient) -> None:
     response = await api.patch("/calls/c-1/notes", json={"comment": None, "task_id": ""})
     body = response.json()
     assert (body["reason"], body["comment"], body["task_id"], body["version"]) == ("Order", None, None, 2)
-    assert body["updated_by"] is None
+    assert body["updated_by"] == "u-admin"  # the default client's user (no employee: its user id)
 
     # The call record shows its notes.
     record = (await api.get("/calls/c-1")).json()
@@ -350,10 +360,8 @@ async def test_rest_options_and_validation(api: httpx.AsyncClient) -> None:
     assert response.json()["detail"][0]["loc"] == ["body", "version"]
     response = await api.patch("/calls/c-1/notes", json={"comment": 5})
     assert response.status_code == 422
-    response = await api.patch(
-        "/calls/c-1/notes", json={"comment": "x"}, headers={"X-Employee-Id": "u" * 101}
-    )
-    assert (response.status_code, response.json()["detail"][0]["loc"]) == (422, ["header", "x-employee-id"])
+    response = await api.patch("/calls/c-1/notes", json={"comment": "x"}, headers={"Authorization": ""})
+    assert response.status_code == 401
     assert (await api.get("/calls/c-1/notes")).json()["version"] == 0
 
     # Script in text is data: stored and returned as sent (the web app escapes it).
@@ -371,7 +379,7 @@ async def test_rest_unknown_call(api: httpx.AsyncClient) -> None:
 async def test_openapi_documents_the_notes(api: httpx.AsyncClient) -> None:
     spec = (await api.get("/openapi.json")).json()
     patch = spec["paths"]["/calls/{call_id}/notes"]["patch"]
-    assert {p["name"] for p in patch["parameters"]} == {"call_id", "if-match", "x-employee-id"}
+    assert {p["name"] for p in patch["parameters"]} == {"call_id", "if-match"}
     assert {"404", "412", "422"} <= set(patch["responses"])
     assert "/calls/notes/options" in spec["paths"]
 

@@ -12,6 +12,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from telecrm.calls.v1 import numbers_pb2, numbers_pb2_grpc
 from telecrm.crm.v1 import directory_events_pb2 as directory_pb
 from telecrm_calls import numbers_grpc
+from telecrm_calls.access import CallsAccess
 from telecrm_calls.api import calls_router
 from telecrm_calls.directory import DirectoryReadModel
 from telecrm_calls.numbers import (
@@ -263,12 +264,18 @@ async def test_bad_filters_and_foreign_cursors_are_refused(
 
 
 @pytest.fixture
-async def api(registry: NumbersRegistry, service: CallLogService) -> AsyncIterator[httpx.AsyncClient]:
+async def api(
+    registry: NumbersRegistry, service: CallLogService, access: CallsAccess, admin_headers: dict[str, str]
+) -> AsyncIterator[httpx.AsyncClient]:
     async def ok() -> None:
         return None
 
-    app = http_app("calls", "", [calls_router(service), numbers_router(registry)], {"database": ok})
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://calls") as client:
+    app = http_app(
+        "calls", "", [calls_router(service, access), numbers_router(registry, access)], {"database": ok}
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://calls", headers=admin_headers
+    ) as client:
         yield client
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from telecrm.events.v1 import call_events_pb2 as ev
 from telecrm_calls import recordings as recordings_module
+from telecrm_calls.access import CallsAccess
 from telecrm_calls.api import calls_router
 from telecrm_calls.main import wire
 from telecrm_calls.recordings import (
@@ -68,9 +69,16 @@ def recordings(db: Database, root: Path) -> RecordingService:
 
 
 @pytest.fixture
-async def client(service: CallLogService, recordings: RecordingService) -> AsyncIterator[httpx.AsyncClient]:
-    app = http_app("calls", "", [calls_router(service), recordings_router(recordings)], {})
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://calls") as client:
+async def client(
+    service: CallLogService,
+    recordings: RecordingService,
+    access: CallsAccess,
+    admin_headers: dict[str, str],
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = http_app("calls", "", [calls_router(service, access), recordings_router(recordings, access)], {})
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://calls", headers=admin_headers
+    ) as client:
         yield client
 
 

@@ -29,6 +29,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from telecrm.calls.v1 import reports_pb2, reports_pb2_grpc
 from telecrm.events.v1 import call_events_pb2 as ev
 from telecrm_calls import reports_grpc
+from telecrm_calls.access import CallsAccess
 from telecrm_calls.models import Contact, Employee, Number
 from telecrm_calls.records import InvalidQuery
 from telecrm_calls.reports import (
@@ -445,9 +446,13 @@ async def test_everyone_ranked_by_missed_calls(scenario: CallReportService) -> N
 
 
 @pytest.fixture
-async def api(reports: CallReportService) -> AsyncIterator[httpx.AsyncClient]:
-    app = http_app("reports", "test", [reports_router(reports)], {})
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://calls") as client:
+async def api(
+    reports: CallReportService, access: CallsAccess, admin_headers: dict[str, str]
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = http_app("reports", "test", [reports_router(reports, access)], {})
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://calls", headers=admin_headers
+    ) as client:
         yield client
 
 

@@ -3,7 +3,7 @@ calls, ring groups, transfers, employees, teams and contacts (PostgreSQL or SQLi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 import httpx
@@ -15,7 +15,9 @@ from telecrm_calls.models import Call, CallParty, Contact, Employee, MissedCallT
 from telecrm_calls.rules import CallRules
 from telecrm_calls.service import CallLogService, CallQuery
 from telecrm_calls.testing import T0, CallScript
+from telecrm_common.auth import AuthSettings, Principal, Role, TokenIssuer, Visibility
 from telecrm_common.db import Database
+from telecrm_devstack.testing import make_principal
 
 OUT, INTERNAL = ev.DIRECTION_OUTBOUND, ev.DIRECTION_INTERNAL
 CUSTOMER = "+359888123456"
@@ -367,26 +369,78 @@ async def test_oldest_first_pages_and_their_cursors(service: CallLogService) -> 
         await service.list_calls(CallQuery(limit=2, sort="oldest", cursor=newest.next_cursor))
 
 
-async def test_rest_scope_defaults_to_the_users_own_calls(
-    service: CallLogService, client: httpx.AsyncClient
+ANN = make_principal("u-ann", Role.AGENT, employee_id="e-ann", teams=("t-sales",))
+BOB_TEAM = make_principal(
+    "u-bob", Role.AGENT, employee_id="e-bob", teams=("t-sales",), visibility=Visibility.TEAM
+)
+CAT_SUPERVISOR = make_principal(
+    "u-cat", Role.SUPERVISOR, employee_id="e-cat", teams=("t-support",), supervised=("t-sales",)
+)
+ADMIN_NO_EMPLOYEE = make_principal("u-root", Role.ADMIN, visibility=Visibility.ALL)
+
+
+async def test_rest_shows_each_user_the_calls_their_role_lets_them_see(
+    service: CallLogService,
+    client: httpx.AsyncClient,
+    token_for: Callable[[Principal], dict[str, str]],
 ) -> None:
     await seed_log(service)
 
-    async def listed(params: dict[str, str], employee: str | None = None) -> Sequence[str]:
-        headers = {"X-Employee-Id": employee} if employee else {}
-        response = await client.get("/calls", params=params, headers=headers)
+    async def listed(user: Principal, **params: str) -> Sequence[str]:
+        response = await client.get("/calls", params=params, headers=token_for(user))
         assert response.status_code == 200, response.text
         return [item["call_id"] for item in response.json()["items"]]
 
-    assert await listed({}, "e-ann") == ["s-4", "s-1"]  # mine by default
-    assert await listed({"scope": "team"}, "e-bob") == ["s-4", "s-2", "s-1"]
-    assert await listed({"scope": "all"}, "e-bob") == ["s-4", "s-3", "s-2", "s-1"]
-    assert await listed({"employee_id": "e-cat"}, "e-ann") == ["s-3"]  # an explicit filter wins
-    assert await listed({}) == ["s-4", "s-3", "s-2", "s-1"]  # nobody named: the whole log
-
-    missing = await client.get("/calls", params={"scope": "mine"})
+    # An agent who sees only their own: mine by default, and never more whatever they ask for.
+    assert await listed(ANN) == ["s-4", "s-1"]
+    assert await listed(ANN, scope="team") == ["s-4", "s-1"]
+    assert await listed(ANN, scope="all") == ["s-4", "s-1"]
+    assert await listed(ANN, employee_id="e-cat") == []  # another team's employee: nothing
+    assert await listed(ANN, employee_id="e-bob") == []  # a team mate, but Ann sees only her own
+    # An agent who sees their team: their own by default, the team's when asked.
+    assert await listed(BOB_TEAM) == ["s-2"]
+    assert await listed(BOB_TEAM, scope="team") == ["s-4", "s-2", "s-1"]
+    assert await listed(BOB_TEAM, scope="all") == ["s-4", "s-2", "s-1"]
+    assert await listed(BOB_TEAM, employee_id="e-ann") == ["s-4", "s-1"]
+    # A supervisor: their own, and the teams they supervise.
+    assert await listed(CAT_SUPERVISOR) == ["s-3"]
+    assert await listed(CAT_SUPERVISOR, scope="all") == ["s-4", "s-3", "s-2", "s-1"]
+    assert await listed(CAT_SUPERVISOR, team_id="t-sales") == ["s-4", "s-2", "s-1"]
+    # An admin sees the whole log; one who is no employee has no "mine".
+    assert await listed(ADMIN_NO_EMPLOYEE) == ["s-4", "s-3", "s-2", "s-1"]
+    missing = await client.get("/calls", params={"scope": "mine"}, headers=token_for(ADMIN_NO_EMPLOYEE))
     assert missing.status_code == 422
     assert missing.json()["detail"][0]["loc"] == ["query", "scope"]
+
+    # One call: 404 for those who may not see it, as if it did not exist.
+    assert (await client.get("/calls/s-3", headers=token_for(ANN))).status_code == 404
+    assert (await client.get("/calls/s-1", headers=token_for(ANN))).status_code == 200
+    assert (await client.get("/calls/s-3", headers=token_for(CAT_SUPERVISOR))).status_code == 200
+    # The CSV export follows the same rules.
+    export = await client.get("/calls/export.csv", params={"scope": "all"}, headers=token_for(ANN))
+    assert export.status_code == 200
+    assert [line.split(",")[0] for line in export.text.splitlines()[1:]] == ["s-4", "s-1"]
+
+
+async def test_rest_needs_a_valid_token(
+    service: CallLogService, client: httpx.AsyncClient, auth_settings: AuthSettings
+) -> None:
+    await seed_log(service)
+    for headers in (
+        {"Authorization": ""},  # none
+        {"Authorization": "Basic dXNlcjpwYXNz"},  # not a bearer token
+        {"Authorization": "Bearer not-a-jwt"},
+        {"Authorization": "Bearer " + TokenIssuer(auth_settings).issue(ANN, now=0)[0]},  # expired
+        {
+            "Authorization": "Bearer "
+            + TokenIssuer(AuthSettings(secret="another-installation-secret-32-bytes!!")).issue(ANN)[0]
+        },
+    ):
+        for path in ("/calls", "/calls/s-1", "/calls/export.csv"):
+            response = await client.get(path, headers=headers)
+            assert response.status_code == 401, (path, headers, response.text)
+            assert response.headers["www-authenticate"] == "Bearer"
+    assert (await client.get("/healthz", headers={"Authorization": ""})).status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -6,19 +6,14 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from telecrm_common.auth import (
-    AuthSettings,
-    Principal,
-    Role,
-    TokenIssuer,
-    TokenVerifier,
-    Visibility,
-    default_rights,
-)
+from telecrm_common.auth import AuthSettings, Principal, Role, TokenVerifier, Visibility
 from telecrm_common.db import Database, upgrade
 from telecrm_crm.access import Access
 from telecrm_crm.all_models import metadata
 from telecrm_crm.main import MIGRATIONS
+from telecrm_devstack.testing import make_principal
+
+__all__ = ["CURSOR_SECRET", "make_principal"]
 
 CURSOR_SECRET = b"test-crm-cursor-secret"
 
@@ -47,46 +42,8 @@ async def crm_db(crm_database: Database) -> Database:
 
 
 @pytest.fixture(scope="session")
-def auth_settings() -> AuthSettings:
-    return AuthSettings(secret="test-auth-secret-of-at-least-32-bytes!")
-
-
-@pytest.fixture(scope="session")
 def access(auth_settings: AuthSettings) -> Access:
     return Access(TokenVerifier(auth_settings))
-
-
-@pytest.fixture(scope="session")
-def token_for(auth_settings: AuthSettings) -> Callable[[Principal], dict[str, str]]:
-    """Authorization headers of a signed access token for ``principal``."""
-    issuer = TokenIssuer(auth_settings)
-
-    def headers(principal: Principal) -> dict[str, str]:
-        token, _ = issuer.issue(principal)
-        return {"Authorization": f"Bearer {token}"}
-
-    return headers
-
-
-def make_principal(
-    subject: str,
-    *roles: Role,
-    employee_id: str | None = None,
-    teams: tuple[str, ...] = (),
-    supervised: tuple[str, ...] = (),
-    rights: frozenset[str] | None = None,
-    visibility: Visibility = Visibility.OWN,
-) -> Principal:
-    return Principal(
-        subject=subject,
-        employee_id=employee_id,
-        name=subject,
-        roles=frozenset(roles),
-        team_ids=frozenset(teams),
-        supervised_team_ids=frozenset(supervised),
-        rights=default_rights(roles) if rights is None else rights,
-        visibility=visibility,
-    )
 
 
 @pytest.fixture

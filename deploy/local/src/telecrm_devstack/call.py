@@ -1,18 +1,21 @@
 """`make call`: place one real SIP call at the running suite and show the record it left.
 
-Reads var/devstack.json (written by `make run`) for the gateway's SIP port and the call log's URL.
+Reads var/devstack.json (written by `make run`) for the gateway's SIP port and the call log's URL, and
+logs in to crm as the local admin (var/admin-password) to read the call log.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 import httpx
 
+from telecrm_devstack.demo_data import admin_headers
 from telecrm_devstack.launcher import STATE_FILE
 from telecrm_devstack.processes import free_sip_port
 from telecrm_devstack.sipua import place_call
@@ -35,9 +38,13 @@ def main() -> None:
     outcome = f"answered, talked {result.talk_seconds:.1f}s" if result.answered else "not answered"
     print(f"call ended: SIP {result.status} ({outcome})")
     calls_url = state["http"]["calls"]
+    password_file = args.root / "var" / "admin-password"
+    password = os.environ.get("CRM_BOOTSTRAP_ADMIN_PASSWORD") or password_file.read_text().strip()
+    headers = admin_headers(state["http"]["crm"], "admin", password)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        items = httpx.get(f"{calls_url}/calls", params={"limit": 1}, timeout=5).json().get("items", [])
+        response = httpx.get(f"{calls_url}/calls", params={"limit": 1}, headers=headers, timeout=5)
+        items = response.json().get("items", [])
         if items and items[0].get("state") == "ended":
             print(f"newest record in {calls_url}/calls:")
             print(json.dumps(items[0], indent=2, ensure_ascii=False))

@@ -76,10 +76,17 @@ def seed_crm(crm_url: str, login: str, password: str) -> None:
         _created(crm.post("/contacts", json=CUSTOMER), "the demo customer")
 
 
-def register_extensions(calls_url: str, *, timeout: float = 30.0) -> None:
-    """POST each extension; the employees reach the registry through the bus, so retry a while."""
+def admin_headers(crm_url: str, login: str, password: str) -> dict[str, str]:
+    """The admin's crm token, which every service of the suite accepts."""
+    with httpx.Client(base_url=crm_url, timeout=10.0) as crm:
+        return _login(crm, login, password)
+
+
+def register_extensions(calls_url: str, headers: dict[str, str], *, timeout: float = 30.0) -> None:
+    """POST each extension (as the admin); the employees reach the registry through the bus, so retry
+    a while."""
     deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=calls_url, timeout=5.0) as client:
+    with httpx.Client(base_url=calls_url, timeout=5.0, headers=headers) as client:
         for employee in EMPLOYEES:
             body = {"number": employee.extension, "employee_id": employee.employee_id, "label": employee.name}
             while True:
@@ -93,4 +100,4 @@ def register_extensions(calls_url: str, *, timeout: float = 30.0) -> None:
 
 def seed(calls_url: str, crm_url: str, admin_login: str, admin_password: str) -> None:
     seed_crm(crm_url, admin_login, admin_password)
-    register_extensions(calls_url)
+    register_extensions(calls_url, admin_headers(crm_url, admin_login, admin_password))

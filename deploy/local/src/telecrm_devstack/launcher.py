@@ -108,6 +108,8 @@ class Stack:
     # crm's first admin (created when crm has no user yet; later runs keep the users they find).
     admin_login: str = "admin"
     admin_password: str = ""
+    # The key crm signs access tokens with and every service checks them with (TELECRM_AUTH_SECRET).
+    auth_secret: str = ""
 
     @property
     def var(self) -> Path:
@@ -116,6 +118,7 @@ class Stack:
     def service_env(self, spec: ServiceSpec) -> dict[str, str]:
         p = spec.env_prefix
         env = {
+            "TELECRM_AUTH_SECRET": self.auth_secret,
             f"{p}NATS_URL": self.nats_url,
             f"{p}HTTP_PORT": str(self.http_ports[spec.name]),
             f"{p}GRPC_PORT": str(self.grpc_ports[spec.name]),
@@ -154,11 +157,11 @@ class Stack:
         }
 
 
-def _admin_password(var: Path) -> str:
-    """The local suite's admin password: made once, kept in var/ (never in the repository)."""
-    path = var / "admin-password"
+def _local_secret(var: Path, name: str, size: int) -> str:
+    """A secret of the local suite: made once, kept in var/ (never in the repository)."""
+    path = var / name
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(12))
+        path.write_text(secrets.token_urlsafe(size))
         path.chmod(0o600)
     return path.read_text().strip()
 
@@ -193,7 +196,10 @@ def start(root: Path, *, env: Mapping[str, str] = os.environ) -> Stack:
         stack.nats_url = stack.nats.url
         log.info("nats-server with JetStream on %s (data in var/nats)", stack.nats_url)
     stack.database_url = env.get("DATABASE_URL") or None
-    stack.admin_password = env.get("CRM_BOOTSTRAP_ADMIN_PASSWORD") or _admin_password(stack.var)
+    stack.admin_password = env.get("CRM_BOOTSTRAP_ADMIN_PASSWORD") or _local_secret(
+        stack.var, "admin-password", 12
+    )
+    stack.auth_secret = env.get("TELECRM_AUTH_SECRET") or _local_secret(stack.var, "auth-secret", 32)
     stack.sip_port = int(env.get("SIP_PORT", "0")) or (5060 if port_is_free(5060) else free_sip_port())
     stack.phones_port = free_sip_port()
     for spec in SERVICES:
@@ -267,15 +273,19 @@ def banner(stack: Stack) -> str:
         f"  logs             {stack.var / 'log'}/*.log",
         "",
         "  Place a test call:   make call            (or make call EXT=102 for a missed call)",
-        f"  Then look:           curl -s http://127.0.0.1:{h['calls']}/calls",
-        f"  Missed calls:        curl -s http://127.0.0.1:{h['calls']}/missed-calls",
-        f"  Today's report:      http://127.0.0.1:{h['calls']}/reports/summary.svg?{today}",
-        f"  Per employee:        http://127.0.0.1:{h['calls']}/reports/employees.svg?{today}",
-        f"  Numbers registry:    curl -s http://127.0.0.1:{h['calls']}/numbers",
-        f"  crm token:           TOKEN=$(curl -s -X POST http://127.0.0.1:{h['crm']}/auth/login "
+        "  Every API wants a token from crm (15 minutes; log in again for a new one):",
+        f"  Log in:              TOKEN=$(curl -s -X POST http://127.0.0.1:{h['crm']}/auth/login "
         f"-H 'content-type: application/json' "
         f'-d \'{{"login": "{stack.admin_login}", "password": "{stack.admin_password}"}}\' '
         "| python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
+        f'  Then look:           curl -s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:{h["calls"]}/calls',
+        f'  Missed calls:        curl -s -H "Authorization: Bearer $TOKEN" '
+        f"http://127.0.0.1:{h['calls']}/missed-calls",
+        f'  Today\'s report:      curl -s -H "Authorization: Bearer $TOKEN" '
+        f"'http://127.0.0.1:{h['calls']}/reports/summary.svg?{today}' > var/today.svg",
+        f'  Per employee:        curl -s -H "Authorization: Bearer $TOKEN" '
+        f"'http://127.0.0.1:{h['calls']}/reports/employees.svg?{today}' > var/employees.svg",
+        f'  Numbers registry:    curl -s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:{h["calls"]}/numbers',
         f'  Screen pop:          curl -s -H "Authorization: Bearer $TOKEN" '
         f"'http://127.0.0.1:{h['crm']}/contacts/lookup?number=%2B15550001234'",
         f'  Customer\'s journal:  curl -s -H "Authorization: Bearer $TOKEN" '

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from telecrm_common.auth import AuthSettings, Principal, Role, TokenIssuer, Visibility, default_rights
 from telecrm_devstack.databases import create_database, drop_database
 from telecrm_devstack.processes import NatsServer
+
+TEST_AUTH_SECRET = "test-auth-secret-of-at-least-32-bytes!"  # noqa: S105 - the tests' own key
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +46,43 @@ def database_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Calla
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def auth_settings() -> AuthSettings:
+    """The suite's token settings as every service under test shares them (a test key)."""
+    return AuthSettings(secret=TEST_AUTH_SECRET)
+
+
+@pytest.fixture(scope="session")
+def token_for(auth_settings: AuthSettings) -> Callable[[Principal], dict[str, str]]:
+    """Authorization headers of a signed access token for ``principal``."""
+    issuer = TokenIssuer(auth_settings)
+
+    def headers(principal: Principal) -> dict[str, str]:
+        token, _ = issuer.issue(principal)
+        return {"Authorization": f"Bearer {token}"}
+
+    return headers
+
+
+def make_principal(
+    subject: str,
+    *roles: Role,
+    employee_id: str | None = None,
+    teams: tuple[str, ...] = (),
+    supervised: tuple[str, ...] = (),
+    rights: frozenset[str] | None = None,
+    visibility: Visibility = Visibility.OWN,
+) -> Principal:
+    """A user as crm would describe them in a token (the role's default rights unless given)."""
+    return Principal(
+        subject=subject,
+        employee_id=employee_id,
+        name=subject,
+        roles=frozenset(roles),
+        team_ids=frozenset(teams),
+        supervised_team_ids=frozenset(supervised),
+        rights=default_rights(roles) if rights is None else rights,
+        visibility=visibility,
+    )

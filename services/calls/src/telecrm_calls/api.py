@@ -7,15 +7,17 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
 from telecrm_calls import csv_export
+from telecrm_calls.access import audience_of
 from telecrm_calls.schemas import CallOut, CallPageOut, DirectionName, DispositionName, ErrorOut
 from telecrm_calls.service import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
+    Audience,
     CallLogService,
     CallNotFound,
     CallQuery,
@@ -23,6 +25,7 @@ from telecrm_calls.service import (
     InvalidQuery,
 )
 from telecrm_common.app import http_app
+from telecrm_common.auth import Access, Principal
 from telecrm_common.health import Check
 
 TITLE = "telecrm calls"
@@ -112,32 +115,30 @@ def call_filters(
 
 Scope = Literal["mine", "team", "all"]
 SCOPE_DESCRIPTION = (
-    "Whose calls: `mine` (the calls of the user named by `X-Employee-Id`; the default when that header is "
-    "sent and no extension, employee or team filter is given), `team` (the user's team) or `all`."
-)
-EMPLOYEE_HEADER_DESCRIPTION = (
-    "The employee the request is made for, set by the API gateway or the web app until services check "
-    "tokens themselves"
+    "Whose calls: `mine` (the signed-in user's; the default when no extension, employee or team filter "
+    "is given), `team` (the calls of the user's teams, and of the teams they supervise) or `all`. "
+    "Whatever the scope, a user only sees the calls their role lets them see."
 )
 
 
-async def scoped(
-    service: CallLogService, query: CallQuery, scope: Scope | None, employee: str | None
-) -> CallQuery:
-    """The query narrowed to the user's own calls or team, as asked for (and by default)."""
+def scoped(query: CallQuery, scope: Scope | None, user: Principal) -> CallQuery:
+    """The query narrowed to what the user asked for (their own calls by default) and may see."""
+    visible = audience_of(user)
     if scope is None:
         explicit = query.extension or query.employee_id or query.team_id
-        scope = "mine" if employee and not explicit else "all"
-    if scope == "all":
-        return query
-    if not employee:
-        raise invalid_query_parameter("scope", f"{scope} needs the X-Employee-Id header", scope)
+        scope = "mine" if user.employee_id and not explicit else "all"
     if scope == "mine":
-        return replace(query, employee_id=employee)
-    team = await service.team_of(employee)
-    if team is None:
-        raise invalid_query_parameter("scope", f"employee {employee} has no team", scope)
-    return replace(query, team_id=team)
+        if not user.employee_id:
+            raise invalid_query_parameter("scope", "mine needs a user who is an employee", scope)
+        return replace(query, employee_id=user.employee_id, audience=visible)
+    if scope == "team":
+        teams = user.team_ids | user.supervised_team_ids
+        if not teams:
+            raise invalid_query_parameter("scope", "the user is in no team", scope)
+        if visible is not None:
+            teams &= visible.team_ids
+        return replace(query, audience=Audience(employee_id=user.employee_id, team_ids=teams))
+    return replace(query, audience=visible)
 
 
 def _invalid(query: CallQuery, exc: InvalidQuery) -> RequestValidationError:
@@ -145,8 +146,9 @@ def _invalid(query: CallQuery, exc: InvalidQuery) -> RequestValidationError:
     return invalid_query_parameter(parameter, exc.message, getattr(query, exc.field, None))
 
 
-def calls_router(service: CallLogService) -> APIRouter:
+def calls_router(service: CallLogService, access: Access) -> APIRouter:
     router = APIRouter(prefix="/calls", tags=["calls"])
+    reader = Depends(access.current)
 
     @router.get(
         "",
@@ -154,15 +156,12 @@ def calls_router(service: CallLogService) -> APIRouter:
         description="Calls filtered by number, extension, employee, team, contact, disposition, direction, "
         "state, recording, missed and period (any combination), ordered by start time (newest first, or "
         "oldest first with `sort=oldest`), one page at a time: pass `next_cursor` back as `cursor`. "
-        "With an `X-Employee-Id` header and no other whose-calls filter, the user's own calls.",
+        "Without a whose-calls filter, the signed-in user's own calls (`scope`).",
         responses={400: {"model": ErrorOut, "description": "The cursor is not one this service issued"}},
     )
     async def list_calls(
         filters: Annotated[CallQuery, Depends(call_filters)],
         scope: Annotated[Scope | None, Query(description=SCOPE_DESCRIPTION)] = None,
-        x_employee_id: Annotated[
-            str | None, Header(max_length=100, description=EMPLOYEE_HEADER_DESCRIPTION)
-        ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size")] = DEFAULT_PAGE_SIZE,
         cursor: Annotated[
             str | None, Query(max_length=1024, description="`next_cursor` of the previous page")
@@ -170,8 +169,9 @@ def calls_router(service: CallLogService) -> APIRouter:
         include_total: Annotated[
             bool, Query(description="Count the calls matching the filters (`total`); false skips it")
         ] = True,
+        user: Principal = reader,
     ) -> CallPageOut:
-        filters = await scoped(service, filters, scope, x_employee_id)
+        filters = scoped(filters, scope, user)
         query = replace(filters, limit=limit, cursor=cursor or None, include_total=include_total)
         try:
             page = await service.list_calls(query)
@@ -197,11 +197,9 @@ def calls_router(service: CallLogService) -> APIRouter:
     async def export_calls(
         filters: Annotated[CallQuery, Depends(call_filters)],
         scope: Annotated[Scope | None, Query(description=SCOPE_DESCRIPTION)] = None,
-        x_employee_id: Annotated[
-            str | None, Header(max_length=100, description=EMPLOYEE_HEADER_DESCRIPTION)
-        ] = None,
+        user: Principal = reader,
     ) -> StreamingResponse:
-        filters = await scoped(service, filters, scope, x_employee_id)
+        filters = scoped(filters, scope, user)
         try:
             chunks = service.export_calls(filters)
         except InvalidQuery as exc:
@@ -227,9 +225,9 @@ def calls_router(service: CallLogService) -> APIRouter:
         summary="One call",
         responses={404: {"model": ErrorOut, "description": "No call with this id"}},
     )
-    async def get_call(call_id: str) -> CallOut:
+    async def get_call(call_id: str, user: Principal = reader) -> CallOut:
         try:
-            entry = await service.get_call(call_id)
+            entry = await service.get_call(call_id, audience_of(user))
         except CallNotFound as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from None
         return CallOut.from_entry(entry)
@@ -237,6 +235,6 @@ def calls_router(service: CallLogService) -> APIRouter:
     return router
 
 
-def create_app(service: CallLogService, checks: Mapping[str, Check]) -> FastAPI:
+def create_app(service: CallLogService, checks: Mapping[str, Check], access: Access) -> FastAPI:
     """The HTTP application: the call log, ``/healthz`` and ``/readyz``; OpenAPI at ``/docs``."""
-    return http_app(TITLE, DESCRIPTION, [calls_router(service)], checks)
+    return http_app(TITLE, DESCRIPTION, [calls_router(service, access)], checks)

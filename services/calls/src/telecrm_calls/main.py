@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from telecrm_calls import grpc as calls_grpc
 from telecrm_calls import numbers_grpc, reports_grpc
+from telecrm_calls.access import CallsAccess
 from telecrm_calls.api import DESCRIPTION, TITLE, calls_router
 from telecrm_calls.directory import DirectoryEventsConsumer, DirectoryReadModel, directory_consumer_spec
 from telecrm_calls.events import TelEventsConsumer, consumer_spec
@@ -33,6 +34,7 @@ from telecrm_calls.service import CallLogService
 from telecrm_calls.settings import DEV_CURSOR_SECRET, CallsSettings
 from telecrm_common import app
 from telecrm_common.app import Context, ServiceDefinition, Wiring
+from telecrm_common.auth import Access, AuthSettings
 
 log = logging.getLogger("telecrm_calls")
 
@@ -55,6 +57,10 @@ def wire(context: Context) -> Wiring:
     service = CallLogService(
         context.db, cursor_secret=secret, on_missed_events=publisher.wake, call_rules=call_rules
     )
+    # The suite's tokens (TELECRM_AUTH_*, the same settings as crm's): every REST route checks them.
+    auth = AuthSettings()
+    auth.warn_if_development_key(log)
+    access = CallsAccess(Access.from_settings(auth), service)
     missed = MissedCallLog(context.db, cursor_secret=secret)
     consumer = TelEventsConsumer(context.bus, service, consumer_spec(settings, service))
     notes = CallNotesService(
@@ -83,12 +89,12 @@ def wire(context: Context) -> Wiring:
         description=DESCRIPTION,
         # notes_router before calls_router: its /calls/notes/options must not be taken for a call id.
         routers=[
-            notes_router(notes),
-            calls_router(service),
-            recordings_router(recordings),
-            missed_calls_router(missed),
-            numbers_router(registry),
-            reports_router(reports),
+            notes_router(notes, access),
+            calls_router(service, access),
+            recordings_router(recordings, access),
+            missed_calls_router(missed, access),
+            numbers_router(registry, access),
+            reports_router(reports, access),
         ],
         grpc_services={
             calls_grpc.SERVICE_NAME: lambda server: calls_grpc.add_to_server(server, service, missed, notes),

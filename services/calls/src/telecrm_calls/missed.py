@@ -51,6 +51,7 @@ from telecrm_calls.models import Call, MissedCall, MissedCallMember, utcnow
 from telecrm_calls.records import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
+    Audience,
     CallEntry,
     CallRecord,
     CallsError,
@@ -610,11 +611,13 @@ class MissedCallQuery:
     states: tuple[str, ...] = (OPEN,)
     extension: str | None = None
     employee_id: str | None = None
+    team_id: str | None = None
     number: str | None = None
     last_missed_from: datetime | None = None  # inclusive
     last_missed_to: datetime | None = None  # exclusive
     limit: int = DEFAULT_PAGE_SIZE
     cursor: str | None = None
+    audience: Audience | None = None  # only the items this user may see; None: all
 
 
 @dataclass(frozen=True)
@@ -629,6 +632,13 @@ class MissedCallDetail:
     entry: MissedCallEntry
     calls: list[CallEntry]  # the missed calls, oldest first
     resolving_call: CallEntry | None
+
+
+def _rang(entry: MissedCallEntry, audience: Audience) -> bool:
+    """Whether the item's calls rang the user or anyone of the teams they see."""
+    if audience.employee_id is not None and audience.employee_id in entry.employee_ids:
+        return True
+    return not audience.team_ids.isdisjoint(entry.team_ids)
 
 
 class MissedCallLog:
@@ -653,13 +663,15 @@ class MissedCallLog:
             next_cursor = encode_cursor(self._secret, last.last_missed_at, last.id, domain=CURSOR_DOMAIN)
         return MissedCallPage(items=entries, next_cursor=next_cursor, total=total)
 
-    async def get_missed_call(self, item_id: str) -> MissedCallDetail:
-        """An item with its calls; raises MissedCallNotFound."""
+    async def get_missed_call(self, item_id: str, audience: Audience | None = None) -> MissedCallDetail:
+        """An item with its calls; raises MissedCallNotFound (also when ``audience`` may not see it)."""
         async with self.db.session() as session:
             item = await repo.get_item(session, item_id)
             if item is None:
                 raise MissedCallNotFound(item_id)
             (entry,) = await self._entries(session, [item])
+            if audience is not None and not _rang(entry, audience):
+                raise MissedCallNotFound(item_id)
             ids = [*entry.call_ids, *([item.resolving_call_id] if item.resolving_call_id else [])]
             calls = await repo.calls_by_id(session, ids)
         resolving = calls.get(item.resolving_call_id) if item.resolving_call_id else None
@@ -707,7 +719,9 @@ class MissedCallLog:
             states=tuple(sorted(set(query.states))),
             extension=query.extension or None,
             employee_id=query.employee_id or None,
+            team_id=query.team_id or None,
             number=number,
             last_missed_from=query.last_missed_from,
             last_missed_to=query.last_missed_to,
+            audience=query.audience,
         )

@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 
+from telecrm_calls.access import audience_of
 from telecrm_calls.api import as_utc, invalid_query_parameter
 from telecrm_calls.missed import (
     RESOLVED,
@@ -21,6 +22,7 @@ from telecrm_calls.missed import (
 )
 from telecrm_calls.schemas import CallOut, ErrorOut
 from telecrm_calls.service import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, InvalidCursor, InvalidQuery
+from telecrm_common.auth import Access, Principal
 
 MissedCallStateName = Literal["open", "resolved"]
 StateFilter = Literal["open", "resolved", "all"]
@@ -109,16 +111,18 @@ class MissedCallPageOut(BaseModel):
     total: int = Field(description="Items matching the filters, on all pages")
 
 
-def missed_calls_router(log: MissedCallLog) -> APIRouter:
+def missed_calls_router(log: MissedCallLog, access: Access) -> APIRouter:
     router = APIRouter(prefix="/missed-calls", tags=["missed calls"])
+    reader = Depends(access.current)
 
     @router.get(
         "",
         summary="List missed calls to call back, latest first",
         description="Missed inbound calls grouped by number (several missed calls from one number are "
-        "one item), filtered by state, extension, employee, number and period, ordered by the last "
-        "missed call (latest first), one page at a time: pass `next_cursor` back as `cursor`. An item "
-        "is resolved by the next answered call with its number, ours (callback) or theirs.",
+        "one item), filtered by state, extension, employee, team, number and period, ordered by the "
+        "last missed call (latest first), one page at a time: pass `next_cursor` back as `cursor`. An "
+        "item is resolved by the next answered call with its number, ours (callback) or theirs. A user "
+        "sees the items that rang them or a team they see (admins: all).",
         responses={400: {"model": ErrorOut, "description": "The cursor is not one this service issued"}},
     )
     async def list_missed_calls(
@@ -130,6 +134,9 @@ def missed_calls_router(log: MissedCallLog) -> APIRouter:
         ] = None,
         employee_id: Annotated[
             str | None, Query(max_length=128, description="Items whose calls rang this employee")
+        ] = None,
+        team_id: Annotated[
+            str | None, Query(max_length=128, description="Items whose calls rang this team")
         ] = None,
         number: Annotated[
             str | None,
@@ -154,16 +161,19 @@ def missed_calls_router(log: MissedCallLog) -> APIRouter:
         cursor: Annotated[
             str | None, Query(max_length=1024, description="`next_cursor` of the previous page")
         ] = None,
+        user: Principal = reader,
     ) -> MissedCallPageOut:
         query = MissedCallQuery(
             states=STATES if state == "all" else (state,),
             extension=extension,
             employee_id=employee_id,
+            team_id=team_id,
             number=number,
             last_missed_from=as_utc(last_missed_from),
             last_missed_to=as_utc(last_missed_to),
             limit=limit,
             cursor=cursor or None,
+            audience=audience_of(user),
         )
         try:
             page = await log.list_missed_calls(query)
@@ -183,9 +193,9 @@ def missed_calls_router(log: MissedCallLog) -> APIRouter:
         summary="One missed-call item with its calls",
         responses={404: {"model": ErrorOut, "description": "No missed-call item with this id"}},
     )
-    async def get_missed_call(item_id: str) -> MissedCallDetailOut:
+    async def get_missed_call(item_id: str, user: Principal = reader) -> MissedCallDetailOut:
         try:
-            detail = await log.get_missed_call(item_id)
+            detail = await log.get_missed_call(item_id, audience_of(user))
         except MissedCallNotFound as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from None
         return MissedCallDetailOut.from_detail(detail)

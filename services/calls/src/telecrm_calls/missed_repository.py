@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, exists, func, or_, select, text
+from sqlalchemy import ColumnElement, and_, bindparam, delete, exists, false, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -25,6 +25,7 @@ from telecrm_calls.models import (
     Recording,
     UTCDateTime,
 )
+from telecrm_calls.records import Audience
 from telecrm_calls.repository import newest_first_page
 
 # The class id of the advisory locks on numbers (two-int4 keys: a key space apart from the call locks).
@@ -40,9 +41,11 @@ class MissedCallFilters:
     states: tuple[str, ...] = ("open",)
     extension: str | None = None
     employee_id: str | None = None
+    team_id: str | None = None
     number: str | None = None  # digits only
     last_missed_from: datetime | None = None
     last_missed_to: datetime | None = None
+    audience: Audience | None = None
 
 
 async def lock_numbers(session: AsyncSession, keys: Collection[str]) -> None:
@@ -244,7 +247,11 @@ async def delete_items(session: AsyncSession, item_ids: Collection[str]) -> None
 
 def _conditions(filters: MissedCallFilters) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = [MissedCall.state.in_(filters.states)]
-    for kind, value in (("extension", filters.extension), ("employee", filters.employee_id)):
+    for kind, value in (
+        ("extension", filters.extension),
+        ("employee", filters.employee_id),
+        ("team", filters.team_id),
+    ):
         if value:
             conditions.append(
                 MissedCall.id.in_(
@@ -253,6 +260,19 @@ def _conditions(filters: MissedCallFilters) -> list[ColumnElement[bool]]:
                     )
                 )
             )
+    audience = filters.audience
+    if audience is not None and not audience.covers(filters.employee_id, filters.team_id):
+        rang: list[ColumnElement[bool]] = []
+        if audience.employee_id is not None:
+            rang.append(
+                and_(MissedCallTarget.kind == "employee", MissedCallTarget.value == audience.employee_id)
+            )
+        if audience.team_ids:
+            rang.append(
+                and_(MissedCallTarget.kind == "team", MissedCallTarget.value.in_(sorted(audience.team_ids)))
+            )
+        visible = select(MissedCallTarget.item_id).where(or_(*rang)) if rang else None
+        conditions.append(MissedCall.id.in_(visible) if visible is not None else false())
     if filters.number:
         pattern = f"%{filters.number}%"  # digits only: nothing to escape
         conditions.append(or_(MissedCall.number_key.like(pattern), MissedCall.number.like(pattern)))

@@ -4,19 +4,20 @@
 Optimistic concurrency the HTTP way: every answer carries the notes' version as an ``ETag``
 (``"<notes_version>"``); a ``PATCH`` with ``If-Match`` is refused with 412 when the notes moved on.
 
-Who made a change comes from the ``X-Employee-Id`` header for now: the API gateway sets it once users
-authenticate, and this service will then take it from the verified identity instead.
+Who made a change is the signed-in user (their employee id, or the user id of an account that is no
+employee). Reading and changing the notes of a call needs the right to see the call.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from telecrm_calls.access import CallsAccess
 from telecrm_calls.notes import (
     MAX_LENGTHS,
     MAX_UPDATED_BY_LENGTH,
@@ -27,6 +28,7 @@ from telecrm_calls.notes import (
 )
 from telecrm_calls.records import CallEntry, CallNotFound
 from telecrm_calls.schemas import CallNotesOut, ErrorOut
+from telecrm_common.auth import Principal
 
 _CLEARS = "Absent: unchanged; null or empty: cleared."
 
@@ -101,12 +103,13 @@ def _invalid(exc: InvalidNotes, value: object) -> RequestValidationError:
     )
 
 
-def notes_router(notes: CallNotesService) -> APIRouter:
+def notes_router(notes: CallNotesService, access: CallsAccess) -> APIRouter:
     router = APIRouter(prefix="/calls", tags=["call notes"])
+    reader = Depends(access.current)
 
     # Declared before the /{call_id} routes (a call id never has a slash, but keep it obvious).
     @router.get("/notes/options", summary="The reasons and results to choose from")
-    async def get_options() -> NotesOptionsOut:
+    async def get_options(_user: Principal = reader) -> NotesOptionsOut:
         return NotesOptionsOut(
             reasons=list(notes.options.reasons),
             results=list(notes.options.results),
@@ -118,7 +121,8 @@ def notes_router(notes: CallNotesService) -> APIRouter:
         summary="The notes of a call",
         responses={404: {"model": ErrorOut, "description": "No call with this id"}},
     )
-    async def get_notes(call_id: str, response: Response) -> NotesOut:
+    async def get_notes(call_id: str, response: Response, user: Principal = reader) -> NotesOut:
+        await access.ensure_call_visible(user, call_id)
         try:
             entry = await notes.get_notes(call_id)
         except CallNotFound as exc:
@@ -146,21 +150,18 @@ def notes_router(notes: CallNotesService) -> APIRouter:
             str | None,
             Header(description='The ETag of the notes the change was made on (`"3"`)'),
         ] = None,
-        x_employee_id: Annotated[
-            str | None,
-            Header(
-                max_length=MAX_UPDATED_BY_LENGTH,
-                description="Who makes the change (until the API gateway passes the verified user)",
-            ),
-        ] = None,
+        user: Principal = reader,
     ) -> NotesOut | JSONResponse:
+        await access.ensure_call_visible(user, call_id)
         changes = {field: getattr(body, field) for field in NOTE_FIELDS if field in body.model_fields_set}
+        # The employee when the user is one, else the user (an admin account): who changed the notes.
+        author = (user.employee_id or user.subject)[:MAX_UPDATED_BY_LENGTH]
         try:
             entry = await notes.update_notes(
-                call_id, changes, expected_version=expected_version(if_match), updated_by=x_employee_id
+                call_id, changes, expected_version=expected_version(if_match), updated_by=author
             )
         except InvalidNotes as exc:
-            value = x_employee_id if exc.field == "updated_by" else changes.get(exc.field)
+            value = author if exc.field == "updated_by" else changes.get(exc.field)
             raise _invalid(exc, value) from None
         except CallNotFound as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from None

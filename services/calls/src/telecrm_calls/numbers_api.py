@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
+from telecrm_calls.access import admin_only
 from telecrm_calls.api import invalid_query_parameter
 from telecrm_calls.numbers import (
     CONTACT,
@@ -25,6 +26,7 @@ from telecrm_calls.numbers import (
 )
 from telecrm_calls.records import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, InvalidCursor, InvalidQuery
 from telecrm_calls.schemas import ErrorOut
+from telecrm_common.auth import Access, Principal
 
 NumberKindName = Literal["internal", "contact"]
 PREFIX = "/numbers"
@@ -144,8 +146,13 @@ _CONFLICT: dict[int | str, dict[str, Any]] = {
 }
 
 
-def numbers_router(registry: NumbersRegistry) -> APIRouter:
+def numbers_router(registry: NumbersRegistry, access: Access) -> APIRouter:
+    """Every user reads the registry (it is the company's phone book); admins change extensions."""
     router = APIRouter(prefix=PREFIX, tags=["numbers"])
+    reader = Depends(access.current)
+    forbidden: dict[int | str, dict[str, Any]] = {
+        403: {"model": ErrorOut, "description": "Only administrators change extensions"}
+    }
 
     @router.get(
         "",
@@ -177,6 +184,7 @@ def numbers_router(registry: NumbersRegistry) -> APIRouter:
         cursor: Annotated[
             str | None, Query(max_length=1024, description="`next_cursor` of the previous page")
         ] = None,
+        _user: Principal = reader,
     ) -> NumberPageOut:
         query = NumberQuery(
             kind=kind,
@@ -203,9 +211,13 @@ def numbers_router(registry: NumbersRegistry) -> APIRouter:
         status_code=201,
         summary="Register an extension",
         description="Contacts' numbers come from crm and cannot be added here.",
-        responses={409: {"model": ErrorOut, "description": "The extension is registered already"}},
+        responses={
+            **forbidden,
+            409: {"model": ErrorOut, "description": "The extension is registered already"},
+        },
     )
-    async def create_extension(body: ExtensionIn, response: Response) -> NumberOut:
+    async def create_extension(body: ExtensionIn, response: Response, user: Principal = reader) -> NumberOut:
+        admin_only(user, "register extensions")
         try:
             row = await registry.create_extension(
                 ExtensionInput(number=body.number, label=body.label, employee_id=body.employee_id)
@@ -218,7 +230,7 @@ def numbers_router(registry: NumbersRegistry) -> APIRouter:
         return NumberOut.from_row(row)
 
     @router.get("/{number_id}", summary="One number", responses=_NOT_FOUND)
-    async def get_number(number_id: str) -> NumberOut:
+    async def get_number(number_id: str, _user: Principal = reader) -> NumberOut:
         try:
             return NumberOut.from_row(await registry.get_number(number_id))
         except NumberNotFound as exc:
@@ -229,9 +241,10 @@ def numbers_router(registry: NumbersRegistry) -> APIRouter:
         summary="Edit an extension",
         description="Change the number, label or employee of an extension; send `version` to make sure "
         "nobody changed it since you read it. Contacts' numbers are edited in crm (409).",
-        responses={**_NOT_FOUND, **_CONFLICT},
+        responses={**forbidden, **_NOT_FOUND, **_CONFLICT},
     )
-    async def update_extension(number_id: str, body: ExtensionPatch) -> NumberOut:
+    async def update_extension(number_id: str, body: ExtensionPatch, user: Principal = reader) -> NumberOut:
+        admin_only(user, "edit extensions")
         changes = ExtensionChanges(
             number=body.number,
             label=body.label,
@@ -254,14 +267,16 @@ def numbers_router(registry: NumbersRegistry) -> APIRouter:
         status_code=204,
         summary="Delete an extension",
         description="Contacts' numbers are deleted in crm (409).",
-        responses={**_NOT_FOUND, **_CONFLICT},
+        responses={**forbidden, **_NOT_FOUND, **_CONFLICT},
     )
     async def delete_extension(
         number_id: str,
         version: Annotated[
             int | None, Query(ge=1, description="The version you saw: 409 when the number changed since")
         ] = None,
+        user: Principal = reader,
     ) -> Response:
+        admin_only(user, "delete extensions")
         try:
             await registry.delete_extension(number_id, expected_version=version)
         except NumberNotFound as exc:

@@ -14,11 +14,12 @@ from email.utils import format_datetime, parsedate_to_datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.types import Receive, Scope, Send
 
+from telecrm_calls.access import CallsAccess, admin_only, audience_of
 from telecrm_calls.models import Recording
 from telecrm_calls.recordings import (
     AudioFile,
@@ -31,6 +32,7 @@ from telecrm_calls.recordings import (
 )
 from telecrm_calls.schemas import ErrorOut
 from telecrm_calls.service import CallNotFound
+from telecrm_common.auth import Principal
 
 _SPEC = re.compile(r"\s*(\d*)\s*-\s*(\d*)\s*")
 _HUGE = 10**18  # positions with more digits than this are past the end of any file anyway
@@ -223,8 +225,21 @@ def _respond(request: Request, audio: AudioFile, download: bool) -> Response:
 # --- routes --------------------------------------------------------------------------------------
 
 
-def recordings_router(service: RecordingService) -> APIRouter:
+def recordings_router(service: RecordingService, access: CallsAccess) -> APIRouter:
+    """Reading needs the right to see the recording's call; deleting is for admins."""
     router = APIRouter(tags=["recordings"])
+    reader = Depends(access.current)
+
+    async def ensure_visible(user: Principal, recording_id: str) -> None:
+        """404 unless the recording exists and the user may see its call."""
+        if audience_of(user) is None:
+            return
+        try:
+            entry = await service.get(recording_id)
+            await access.ensure_call_visible(user, entry.recording.call_id)
+        except (RecordingNotFound, HTTPException):
+            raise HTTPException(status_code=404, detail=str(RecordingNotFound(recording_id))) from None
+
     not_found: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}}
     unavailable: dict[int | str, dict[str, Any]] = {
         403: {"model": ErrorOut, "description": "The file is outside the recordings directory"},
@@ -237,7 +252,10 @@ def recordings_router(service: RecordingService) -> APIRouter:
         summary="The recordings of a call",
         responses={404: {"model": ErrorOut, "description": "Unknown call, or a call without recordings"}},
     )
-    async def list_call_recordings(call_id: str, request: Request) -> CallRecordingsOut:
+    async def list_call_recordings(
+        call_id: str, request: Request, user: Principal = reader
+    ) -> CallRecordingsOut:
+        await access.ensure_call_visible(user, call_id)
         try:
             recordings = await service.list_for_call(call_id)
         except (CallNotFound, NoRecordings) as exc:
@@ -247,7 +265,8 @@ def recordings_router(service: RecordingService) -> APIRouter:
         )
 
     @router.get("/recordings/{recording_id}", summary="One recording", responses=not_found)
-    async def get_recording(recording_id: str, request: Request) -> RecordingOut:
+    async def get_recording(recording_id: str, request: Request, user: Principal = reader) -> RecordingOut:
+        await ensure_visible(user, recording_id)
         try:
             entry = await service.get(recording_id)
         except RecordingNotFound as exc:
@@ -283,7 +302,10 @@ def recordings_router(service: RecordingService) -> APIRouter:
             **unavailable,
         },
     )
-    async def get_audio(recording_id: str, request: Request, download: Download = False) -> Response:
+    async def get_audio(
+        recording_id: str, request: Request, download: Download = False, user: Principal = reader
+    ) -> Response:
+        await ensure_visible(user, recording_id)
         return await audio(recording_id, request, download)
 
     @router.head(
@@ -292,7 +314,10 @@ def recordings_router(service: RecordingService) -> APIRouter:
         response_class=Response,
         responses=unavailable,
     )
-    async def head_audio(recording_id: str, request: Request, download: Download = False) -> Response:
+    async def head_audio(
+        recording_id: str, request: Request, download: Download = False, user: Principal = reader
+    ) -> Response:
+        await ensure_visible(user, recording_id)
         return await audio(recording_id, request, download)
 
     @router.delete(
@@ -301,12 +326,14 @@ def recordings_router(service: RecordingService) -> APIRouter:
         status_code=204,
         response_class=Response,
         responses={
+            403: {"model": ErrorOut, "description": "Only administrators delete recordings"},
             404: {"model": ErrorOut, "description": "No recording with this id"},
             500: {"model": ErrorOut, "description": "The file could not be deleted (nothing was)"},
             503: {"model": ErrorOut, "description": "The recordings directory is not available"},
         },
     )
-    async def delete_recording(recording_id: str) -> Response:
+    async def delete_recording(recording_id: str, user: Principal = reader) -> Response:
+        admin_only(user, "delete recordings")
         try:
             await service.delete(recording_id)
         except RecordingNotFound as exc:

@@ -528,6 +528,21 @@ def _b64decode(text: str) -> bytes:
 
 
 @dataclass(frozen=True)
+class Audience:
+    """Whose calls a user may see when they may not see all: those that involved the employee (any
+    leg) or anyone of the teams (as the call's parties were recorded at the time of the call)."""
+
+    employee_id: str | None = None
+    team_ids: frozenset[str] = frozenset()
+
+    def covers(self, employee_id: str | None, team_id: str | None) -> bool:
+        """Whether a filter on this employee or team already stays inside what the user may see."""
+        if employee_id is not None and employee_id == self.employee_id:
+            return True
+        return team_id is not None and team_id in self.team_ids
+
+
+@dataclass(frozen=True)
 class CallQuery:
     """Filters of the call list. Names are the telephony names (``missed``, ``inbound``...)."""
 
@@ -547,6 +562,7 @@ class CallQuery:
     recorded: bool | None = None
     missed: bool | None = None
     sort: str = "newest"  # or "oldest"
+    audience: Audience | None = None  # None: every call (admins, services)
 
 
 @dataclass(frozen=True)

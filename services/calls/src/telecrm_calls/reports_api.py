@@ -12,9 +12,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from telecrm_calls.access import CallsAccess, may_see_team
 from telecrm_calls.api import invalid_query_parameter
 from telecrm_calls.records import InvalidQuery
 from telecrm_calls.reports import (
@@ -33,6 +34,7 @@ from telecrm_calls.reports import (
     seconds,
 )
 from telecrm_calls.reports_svg import ranking_svg, report_svg
+from telecrm_common.auth import Principal
 
 SVG_MEDIA_TYPE = "image/svg+xml"
 # An SVG opened on its own is a document: no script may run in it, whatever it contains.
@@ -268,13 +270,40 @@ _SVG_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 
 
-def reports_router(reports: CallReportService) -> APIRouter:
-    """``/reports/...``: the reports of :class:`CallReportService`, as JSON and SVG."""
+def _refuse(what: str) -> HTTPException:
+    return HTTPException(status_code=403, detail=f"you may not see the report on {what}")
+
+
+def reports_router(reports: CallReportService, access: CallsAccess) -> APIRouter:
+    """``/reports/...``: the reports of :class:`CallReportService`, as JSON and SVG.
+
+    Who sees which report follows who sees which calls: an employee's report needs the right to see
+    that employee's calls, a team's (and the ranking of its members) a team the user sees; the ranking
+    of everyone and the company summary are for users who see all; a contact's report, which counts
+    every employee's calls with the contact, for supervisors and those who see all.
+    """
     router = APIRouter(prefix="/reports", tags=["reports"])
+    reader = Depends(access.current)
+
+    async def allowed(user: Principal, kind: SubjectKind, subject_id: str | None) -> None:
+        if user.sees_all:
+            return
+        if kind == "employee" and subject_id is not None:
+            if not await access.may_see_employee(user, subject_id):
+                raise _refuse(f"employee {subject_id!r}")
+        elif kind == "team" and subject_id is not None:
+            if not may_see_team(user, subject_id):
+                raise _refuse(f"team {subject_id!r}")
+        elif kind == "contact":
+            if not user.is_supervisor:
+                raise _refuse("a contact (supervisors and administrators only)")
+        else:
+            raise _refuse("the whole company (administrators only)")
 
     async def ranking(
-        window: Period, team_id: str | None, sort: str, order: str | None, limit: int
+        user: Principal, window: Period, team_id: str | None, sort: str, order: str | None, limit: int
     ) -> EmployeeRanking:
+        await allowed(user, "team" if team_id else "company", team_id)
         ascending = order == "asc" if order else sort == "name"
         try:
             return await reports.employee_ranking(
@@ -284,7 +313,10 @@ def reports_router(reports: CallReportService) -> APIRouter:
             value = {"sort": sort, "limit": limit}.get(exc.field)
             raise invalid_query_parameter(exc.field, exc.message, value) from None
 
-    async def report(kind: SubjectKind, subject_id: str | None, window: Period) -> CallReport:
+    async def report(
+        user: Principal, kind: SubjectKind, subject_id: str | None, window: Period
+    ) -> CallReport:
+        await allowed(user, kind, subject_id)
         return await reports.report(kind, subject_id, window)
 
     @router.get(
@@ -294,9 +326,14 @@ def reports_router(reports: CallReportService) -> APIRouter:
         responses=_SVG_RESPONSE,
     )
     async def employees_svg(
-        window: Window, team_id: TeamId = None, sort: Sort = "calls", order: Order = None, limit: Limit = 40
+        window: Window,
+        team_id: TeamId = None,
+        sort: Sort = "calls",
+        order: Order = None,
+        limit: Limit = 40,
+        user: Principal = reader,
     ) -> Response:
-        return _svg(ranking_svg(await ranking(window, team_id, sort, order, limit)))
+        return _svg(ranking_svg(await ranking(user, window, team_id, sort, order, limit)))
 
     @router.get(
         "/employees",
@@ -310,8 +347,9 @@ def reports_router(reports: CallReportService) -> APIRouter:
         sort: Sort = "calls",
         order: Order = None,
         limit: Limit = DEFAULT_RANKING_LIMIT,
+        user: Principal = reader,
     ) -> RankingOut:
-        return RankingOut.of(await ranking(window, team_id, sort, order, limit))
+        return RankingOut.of(await ranking(user, window, team_id, sort, order, limit))
 
     @router.get(
         "/employees/{employee_id}.svg",
@@ -319,12 +357,12 @@ def reports_router(reports: CallReportService) -> APIRouter:
         response_class=Response,
         responses=_SVG_RESPONSE,
     )
-    async def employee_svg(employee_id: str, window: Window) -> Response:
-        return _svg(report_svg(await report("employee", employee_id, window)))
+    async def employee_svg(employee_id: str, window: Window, user: Principal = reader) -> Response:
+        return _svg(report_svg(await report(user, "employee", employee_id, window)))
 
     @router.get("/employees/{employee_id}", summary="An employee's calls over a period")
-    async def employee(employee_id: str, window: Window) -> ReportOut:
-        return ReportOut.of(await report("employee", employee_id, window))
+    async def employee(employee_id: str, window: Window, user: Principal = reader) -> ReportOut:
+        return ReportOut.of(await report(user, "employee", employee_id, window))
 
     @router.get(
         "/teams/{team_id}.svg",
@@ -332,12 +370,12 @@ def reports_router(reports: CallReportService) -> APIRouter:
         response_class=Response,
         responses=_SVG_RESPONSE,
     )
-    async def team_svg(team_id: str, window: Window) -> Response:
-        return _svg(report_svg(await report("team", team_id, window)))
+    async def team_svg(team_id: str, window: Window, user: Principal = reader) -> Response:
+        return _svg(report_svg(await report(user, "team", team_id, window)))
 
     @router.get("/teams/{team_id}", summary="A team's calls over a period")
-    async def team(team_id: str, window: Window) -> ReportOut:
-        return ReportOut.of(await report("team", team_id, window))
+    async def team(team_id: str, window: Window, user: Principal = reader) -> ReportOut:
+        return ReportOut.of(await report(user, "team", team_id, window))
 
     @router.get(
         "/contacts/{contact_id}.svg",
@@ -345,12 +383,12 @@ def reports_router(reports: CallReportService) -> APIRouter:
         response_class=Response,
         responses=_SVG_RESPONSE,
     )
-    async def contact_svg(contact_id: str, window: Window) -> Response:
-        return _svg(report_svg(await report("contact", contact_id, window)))
+    async def contact_svg(contact_id: str, window: Window, user: Principal = reader) -> Response:
+        return _svg(report_svg(await report(user, "contact", contact_id, window)))
 
     @router.get("/contacts/{contact_id}", summary="The calls with a contact over a period")
-    async def contact(contact_id: str, window: Window) -> ReportOut:
-        return ReportOut.of(await report("contact", contact_id, window))
+    async def contact(contact_id: str, window: Window, user: Principal = reader) -> ReportOut:
+        return ReportOut.of(await report(user, "contact", contact_id, window))
 
     @router.get(
         "/summary.svg",
@@ -358,11 +396,11 @@ def reports_router(reports: CallReportService) -> APIRouter:
         response_class=Response,
         responses=_SVG_RESPONSE,
     )
-    async def summary_svg(window: Window) -> Response:
-        return _svg(report_svg(await report("company", None, window)))
+    async def summary_svg(window: Window, user: Principal = reader) -> Response:
+        return _svg(report_svg(await report(user, "company", None, window)))
 
     @router.get("/summary", summary="The whole company's calls over a period")
-    async def summary(window: Window) -> ReportOut:
-        return ReportOut.of(await report("company", None, window))
+    async def summary(window: Window, user: Principal = reader) -> ReportOut:
+        return ReportOut.of(await report(user, "company", None, window))
 
     return router

@@ -15,6 +15,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    false,
     func,
     or_,
     select,
@@ -27,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from telecrm_calls.models import Call, CallEventRow, CallParty, Employee, Recording, UTCDateTime, utcnow
-from telecrm_calls.records import LINK_COLUMNS
+from telecrm_calls.records import LINK_COLUMNS, Audience
 
 Keyset = tuple[datetime, str]
 """A position in a newest-first list: (time, id) of the last row of the previous page."""
@@ -52,6 +53,7 @@ class CallFilters:
     states: tuple[str, ...] = ()
     recorded: bool | None = None
     missed: bool | None = None
+    audience: Audience | None = None  # only the calls this user may see; None: all
 
 
 def _insert(session: AsyncSession) -> Any:
@@ -234,6 +236,9 @@ def _calls(filters: CallFilters, *columns: Any) -> tuple[Select[Any], Any, Any]:
     conditions = _conditions(filters)
     if filters.team_id:
         conditions.append(_involving(CallParty.team_id == filters.team_id, filters))
+    audience = filters.audience
+    if audience is not None and not audience.covers(filters.employee_id, filters.team_id):
+        conditions.append(_involving(_audience_condition(audience), filters))
     if not party:
         return select(*columns).where(*conditions), Call.started_at, Call.call_id
     driver, others = party[0], party[1:]
@@ -269,6 +274,22 @@ def _conditions(filters: CallFilters) -> list[ColumnElement[bool]]:
     if filters.started_to is not None:
         conditions.append(Call.started_at < filters.started_to)
     return conditions
+
+
+def _audience_condition(audience: Audience) -> ColumnElement[bool]:
+    """Parties of the user or of the teams they see (false when neither: a user with no employee)."""
+    clauses: list[ColumnElement[bool]] = []
+    if audience.employee_id is not None:
+        clauses.append(CallParty.employee_id == audience.employee_id)
+    if audience.team_ids:
+        clauses.append(CallParty.team_id.in_(sorted(audience.team_ids)))
+    return or_(*clauses) if clauses else false()
+
+
+async def call_visible(session: AsyncSession, call_id: str, audience: Audience) -> bool:
+    """Whether the call involved the user or anyone of the teams they see."""
+    stmt = select(CallParty.call_id).where(CallParty.call_id == call_id, _audience_condition(audience))
+    return (await session.scalar(stmt.limit(1))) is not None
 
 
 def _involving(condition: ColumnElement[bool], filters: CallFilters) -> ColumnElement[bool]:

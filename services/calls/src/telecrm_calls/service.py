@@ -23,6 +23,7 @@ from telecrm_calls.records import (  # the record and paging, re-exported for th
     EXPORT_CHUNK_SIZE,
     MAX_PAGE_SIZE,
     STATES,
+    Audience,
     CallEntry,
     CallNotFound,
     CallPage,
@@ -263,12 +264,24 @@ class CallLogService:
         async with self.db.session() as session:
             return await repository.team_of(session, employee_id)
 
-    async def get_call(self, call_id: str) -> CallEntry:
+    async def get_call(self, call_id: str, audience: Audience | None = None) -> CallEntry:
+        """The call; CallNotFound also when ``audience`` may not see it (its existence is not told)."""
         async with self.db.session() as session:
             row = await repository.get_call(session, call_id)
+            visible = audience is None or await repository.call_visible(session, call_id, audience)
+            if not visible:
+                row = None
         if row is None:
             raise CallNotFound(call_id)
         return CallEntry(*row)
+
+    async def ensure_visible(self, call_id: str, audience: Audience | None) -> None:
+        """Raises CallNotFound unless the call exists and ``audience`` may see it."""
+        if audience is None:
+            return
+        async with self.db.session() as session:
+            if not await repository.call_visible(session, call_id, audience):
+                raise CallNotFound(call_id)
 
     @staticmethod
     def _filters(query: CallQuery) -> repository.CallFilters:
@@ -309,6 +322,7 @@ class CallLogService:
             states=tuple(sorted(set(query.states))),
             recorded=query.recorded,
             missed=query.missed,
+            audience=query.audience,
         )
 
 
@@ -318,6 +332,7 @@ __all__ = [
     "EXPORT_CHUNK_SIZE",
     "MAX_PAGE_SIZE",
     "STATES",
+    "Audience",
     "CallEntry",
     "CallLogService",
     "CallNotFound",

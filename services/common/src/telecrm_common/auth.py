@@ -15,6 +15,7 @@ when their visibility is ``team``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -152,6 +153,14 @@ class AuthSettings(BaseSettings):
     oidc_supervised_teams_claim: str = "supervised_teams"  # a supervisor's teams, when the provider says
     # How long fetching the provider's keys may take (at first use and when it rotates its keys).
     oidc_jwks_timeout_seconds: float = 5.0
+
+    def warn_if_development_key(self, log: logging.Logger) -> None:
+        """Log a warning when tokens are signed with the published development key."""
+        if self.secret.get_secret_value() == DEV_AUTH_SECRET:
+            log.warning(
+                "TELECRM_AUTH_SECRET is not set: access tokens are signed with the development key, "
+                "which anyone can read in the source; set it (the same on every service) in production"
+            )
 
 
 class TokenError(Exception):
@@ -351,3 +360,19 @@ def require(current: PrincipalDependency, right_name: str) -> Callable[..., Awai
         return principal
 
     return checked
+
+
+class Access:
+    """What a service's routers need to authenticate and check rights: ``current`` (401 without a valid
+    token) and ``require(right)`` (also 403 without the right), both FastAPI dependencies."""
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self.verifier = verifier
+        self.current: PrincipalDependency = principal_dependency(verifier)
+
+    @classmethod
+    def from_settings(cls, settings: AuthSettings | None = None) -> Access:
+        return cls(TokenVerifier(settings or AuthSettings()))
+
+    def require(self, right_name: str) -> Callable[..., Awaitable[Principal]]:
+        return require(self.current, right_name)

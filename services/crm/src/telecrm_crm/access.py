@@ -12,33 +12,14 @@ before anything is read or changed. Row visibility (own / team / all) is checked
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import ColumnElement, false, or_, true
 from sqlalchemy.orm import InstrumentedAttribute
 
-from telecrm_common.auth import (
-    AuthSettings,
-    Principal,
-    PrincipalDependency,
-    TokenVerifier,
-    principal_dependency,
-    require,
-)
+from telecrm_common.auth import Access, Principal
 
-
-class Access:
-    def __init__(self, verifier: TokenVerifier) -> None:
-        self.verifier = verifier
-        self.current: PrincipalDependency = principal_dependency(verifier)
-
-    @classmethod
-    def from_settings(cls, settings: AuthSettings | None = None) -> Access:
-        return cls(TokenVerifier(settings or AuthSettings()))
-
-    def require(self, right_name: str) -> Callable[..., Awaitable[Principal]]:
-        return require(self.current, right_name)
+__all__ = ["Access", "visible_filter"]
 
 
 def visible_filter(

@@ -61,6 +61,7 @@ def wire(context: Context) -> Wiring:
     if s.cursor_secret.get_secret_value() == DEV_CURSOR_SECRET:
         log.warning("CRM_CURSOR_SECRET is not set: page cursors are signed with the development key")
     auth = AuthSettings()
+    auth.warn_if_development_key(log)
     access = Access.from_settings(auth)
     secret = s.cursor_secret.get_secret_value().encode()
     publisher = OutboxPublisher(db, context.bus)
