@@ -178,3 +178,17 @@ async def test_reports_follow_who_sees_whose_calls(
     params = {**MARCH, **({"team_id": team} if team else {})}
     response = await api.get(path, headers=token_for(user), params=params)
     assert response.status_code == expected, response.text
+
+
+async def test_openapi_declares_the_bearer_token(api: httpx.AsyncClient) -> None:
+    spec = (await api.get("/openapi.json")).json()
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes == {
+        "crm access token": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The access token from crm's `POST /auth/login` (or the identity provider's)",
+        }
+    }
+    assert spec["paths"]["/calls"]["get"]["security"] == [{"crm access token": []}]
+    assert "security" not in spec["paths"]["/healthz"]["get"]
