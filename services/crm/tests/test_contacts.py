@@ -9,11 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from telecrm.crm.v1 import directory_events_pb2 as directory_pb
 from telecrm_calls.directory import phones_of
+from telecrm_common.app import http_app
 from telecrm_common.auth import Principal, Role, Visibility, default_rights
 from telecrm_common.db import Database
 from telecrm_common.events import decode_directory_event
@@ -48,9 +48,8 @@ def service(crm_db: Database) -> ContactService:
 
 @pytest.fixture
 async def client(service: ContactService, access: Any) -> AsyncIterator[httpx.AsyncClient]:
-    app = FastAPI()
     lookup = NumberLookup(service.db, cache_ttl=0)
-    app.include_router(contacts_router(service, access, lookup))
+    app = http_app("crm", "", [contacts_router(service, access, lookup)], {})
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://crm") as http:
         yield http
     await lookup.close()
@@ -177,6 +176,17 @@ async def test_bad_input_answers_422_naming_the_field_and_keeps_nothing(
         response = await client.post("/contacts", json=body, headers=auth)
         assert response.status_code == 422, (body, response.text)
         assert response.json()["detail"][0]["loc"] == location, body
+    # Valid JSON and a valid str, but no text a database can store (half a surrogate pair), also in
+    # a custom field, whose values no schema types.
+    await client.put("/contact-fields/motto", json={"label": "Motto", "type": "text"}, headers=auth)
+    for raw, location in (
+        (b'{"name": "Acme", "notes": "\\ud83d broken"}', ["body", "notes"]),
+        (b'{"name": "Acme", "custom_fields": {"motto": "\\ud83d"}}', ["body", "custom_fields", "motto"]),
+    ):
+        response = await client.post(
+            "/contacts", content=raw, headers={**auth, "content-type": "application/json"}
+        )
+        assert (response.status_code, response.json()["detail"][0]["loc"]) == (422, location), raw
     assert await count_contacts(crm_db) == 1
 
 

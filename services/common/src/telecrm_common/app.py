@@ -31,6 +31,7 @@ from telecrm_common.logging import setup_logging
 from telecrm_common.service import Background, ServiceRunner, Shutdown
 from telecrm_common.settings import ServiceSettings
 from telecrm_common.telemetry import setup_telemetry
+from telecrm_common.unicode_bodies import RejectUnstorableText
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def http_app(
     """The service's FastAPI application: its routers, ``/healthz`` and ``/readyz``; OpenAPI at /docs."""
     app = FastAPI(title=title, description=description, version="0.1.0")
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_middleware(RejectUnstorableText)
     for router in routers:
         app.include_router(router)
     app.include_router(health_router(checks))
