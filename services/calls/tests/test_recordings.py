@@ -205,6 +205,24 @@ async def test_has_recording_follows_deletion(
     assert (await client.get("/calls/c-1/recordings")).status_code == 404
 
 
+async def test_a_recording_a_cloud_pbx_keeps_is_played_from_there(
+    client: httpx.AsyncClient, service: CallLogService
+) -> None:
+    """The telephony API for providers reports the PBX's URL: the player is sent there (307, keeping
+    Range), the index lists it, and deleting it drops our entry, never a request to the PBX."""
+    url = "https://pbx.example.com/records/2025/03/14/abc.mp3?sig=x1"
+    await service.ingest([recording_ready("rec-pbx", "c-pbx", url)])
+    for method in ("GET", "HEAD"):
+        response = await client.request(method, "/recordings/rec-pbx/audio", headers={"Range": "bytes=0-99"})
+        assert (response.status_code, response.headers["location"]) == (307, url), method
+    assert (await client.get("/recordings/rec-pbx")).json()["urls"]["audio"] == "/recordings/rec-pbx/audio"
+    for location in ("s3://bucket/key.wav", "ftp://pbx.example.com/a.wav", "https:///no-host.wav"):
+        await service.ingest([recording_ready(f"rec-{len(location)}", "c-pbx", location)])
+        assert (await client.get(f"/recordings/rec-{len(location)}/audio")).status_code == 403, location
+    assert (await client.delete("/recordings/rec-pbx")).status_code == 204
+    assert (await client.get("/recordings/rec-pbx")).status_code == 404
+
+
 # --- audio ---------------------------------------------------------------------------------------
 
 
@@ -403,7 +421,7 @@ async def test_locations_outside_the_root_are_never_served(
         "dir-symlink": "dirlink/secret.wav",
         "file-url": outside.as_uri(),
         "prefix-sibling": str(root) + "-other/x.wav",  # /tmp/.../recordings-other is not under the root
-        "http-url": "https://example.com/r.wav",
+        "ftp-url": "ftp://example.com/r.wav",  # (http(s): a cloud PBX's, redirected to: see above)
         "root-itself": ".",
     }
     await service.ingest([recording_ready(rid, "c-out", loc) for rid, loc in locations.items()])

@@ -8,7 +8,9 @@ file's path, absolute or relative to that directory (a ``file:`` URL is read as 
 files under the directory are ever opened or deleted: a location that leads outside it (``..``, another
 absolute path, a symlink pointing out) is refused, and every path component is opened with
 ``O_NOFOLLOW`` below the directory, so a symlink swapped in after the check cannot lead out either.
-Locations that are URLs of other schemes are indexed but not served.
+A recording a cloud PBX keeps (the telephony API for providers reports an ``http(s):`` URL) is not
+ours to read: the API redirects the player there. Locations that are URLs of other schemes are indexed
+but not served.
 """
 
 from __future__ import annotations
@@ -67,6 +69,14 @@ class RecordingUnavailable(CallsError):
 
 class RecordingOutsideRoot(RecordingUnavailable):
     """The location leads outside the recordings directory, or is not a file path at all."""
+
+
+class RecordingElsewhere(RecordingOutsideRoot):
+    """The recording is kept by the PBX that made it, at an ``http(s)`` URL: players go there."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__("the recording is kept by the PBX at its URL")
+        self.url = url
 
 
 class RecordingStorageUnavailable(CallsError):
@@ -165,7 +175,9 @@ def _location_path(location: str) -> str:
         if parsed.netloc not in ("", "localhost"):
             raise RecordingOutsideRoot("the recording is on another host")
         return unquote(parsed.path)
-    if len(parsed.scheme) > 1:  # http:, s3:... (a one-letter scheme would be a Windows drive)
+    if parsed.scheme in ("http", "https") and parsed.netloc:
+        raise RecordingElsewhere(location)
+    if len(parsed.scheme) > 1:  # s3:, ftp:... (a one-letter scheme would be a Windows drive)
         raise RecordingOutsideRoot(f"recordings at {parsed.scheme}: locations are not served")
     return location
 

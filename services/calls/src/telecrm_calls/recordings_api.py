@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.types import Receive, Scope, Send
 
@@ -24,6 +24,7 @@ from telecrm_calls.models import Recording
 from telecrm_calls.recordings import (
     AudioFile,
     NoRecordings,
+    RecordingElsewhere,
     RecordingNotFound,
     RecordingOutsideRoot,
     RecordingService,
@@ -276,6 +277,8 @@ def recordings_router(service: RecordingService, access: CallsAccess) -> APIRout
     async def audio(recording_id: str, request: Request, download: bool) -> Response:
         try:
             opened = await service.open_audio(recording_id)
+        except RecordingElsewhere as exc:  # a cloud PBX keeps it: the player fetches it there
+            return RedirectResponse(exc.url, status_code=307)
         except RecordingOutsideRoot as exc:
             raise HTTPException(status_code=403, detail=f"recording {recording_id!r}: {exc}") from None
         except RecordingUnavailable as exc:
@@ -298,6 +301,7 @@ def recordings_router(service: RecordingService, access: CallsAccess) -> APIRout
             200: {"content": {"audio/wav": {}}, "description": "The whole file"},
             206: {"content": {"audio/wav": {}}, "description": "The requested range"},
             304: {"description": "Not modified (If-None-Match / If-Modified-Since)"},
+            307: {"description": "The recording is kept by the cloud PBX that made it: its URL"},
             416: {"model": ErrorOut, "description": "Range not satisfiable"},
             **unavailable,
         },
