@@ -1,13 +1,15 @@
 """`make bench`: run every benchmark and print one table.
 
-python -m tests.bench [--calls N] [--repeats N] [--only bus|sip|calls-scale|crm-lookup] [--database-url URL]
+python -m tests.bench [--calls N] [--repeats N] [--only bus|sip|ring|calls-scale|crm-lookup]
+                      [--database-url URL]
 
 --calls is the call lifecycles per bus run for `bus` (default 2000) and the size of the generated call
 log for `calls-scale` (default 10,000,000). `calls-scale` and `crm-lookup` need PostgreSQL
 (--database-url, by default the local server); they are skipped when none answers, unless asked for
 with --only. `--ingest-rate N` publishes N call lifecycles a second and reports whether the call log
 kept up (sustained), instead of publishing at full speed. `crm-lookup` generates (once) a million
-contacts in telecrm_bench_crm and times screen-pop look-ups in-service and over gRPC.
+contacts in telecrm_bench_crm and times screen-pop look-ups in-service and over gRPC. `ring` times
+INVITE -> the agent's phone ringing with crm's caller-name look-up fast, slow, silent and cached.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def main() -> None:
         help="call lifecycles per bus run; calls in the calls-scale dataset",
     )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", choices=["bus", "sip", "calls-scale", "crm-lookup"], default=None)
+    parser.add_argument("--only", choices=["bus", "sip", "ring", "calls-scale", "crm-lookup"], default=None)
     parser.add_argument(
         "--database-url",
         default=None,
@@ -138,6 +140,10 @@ def main() -> None:
         from tests.bench import sip_gateway
 
         rows += sip_gateway.run(repeats=args.repeats)
+    if args.only in (None, "ring"):
+        from tests.bench import ring_latency
+
+        rows += ring_latency.run(say=lambda s: print(s, flush=True))
     if args.only in (None, "calls-scale"):
         rows += calls_scale(args)
     if args.only in (None, "crm-lookup"):

@@ -10,6 +10,8 @@ sipp agent phones behind the extensions:
 | 102       | rings until the call is cancelled    |
 | 103       | busy (486)                           |
 | 999       | not configured: the gateway says 404 |
+
+The line +15551230009 rings a group of 101, 102 and 103 at once.
 """
 
 from __future__ import annotations
@@ -136,6 +138,16 @@ ring_timeout = 20
 [lines."+15551230000"]
 extension = "101"
 name = "Main line"
+
+# A ring group of all three phones: 101 answers, 102 is cancelled, 103 is busy.
+[groups.everyone]
+strategy = "all"
+members = ["101", "102", "103"]
+timeout = 20
+
+[lines."+15551230009"]
+group = "everyone"
+name = "Group line"
 """
 
 

@@ -57,7 +57,7 @@ async def test_an_answered_call_rings_answers_bridges_and_ends(
     manager.on_fact(incoming())
     dial = fake_engine.of("dial")[0]
     agent = dial[1]
-    assert dial[2:5] == ("in-1", "sip:101@127.0.0.1:5070", '"Ann" <sip:+15557654321@gw.local>')
+    assert dial[2:5] == ("in-1", "sip:101@127.0.0.1:5070", '"Ann / Main" <sip:+15557654321@gw.local>')
     call_id = sink.events[0].call_id
     assert dict(dial[5]) == {CALL_ID_HEADER: call_id}
 

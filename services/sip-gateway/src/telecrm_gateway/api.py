@@ -5,9 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from fastapi import APIRouter, FastAPI, HTTPException, status
+from fastapi.responses import JSONResponse
 
 from telecrm_common.health import Check, health_router
+from telecrm_gateway.crm_lookup import CrmLookup
+from telecrm_gateway.dialing import DialService
 from telecrm_gateway.errors import CallNotFoundError
+from telecrm_gateway.provider import ProviderCalls
+from telecrm_gateway.provider_api import dial_router, provider_router
 from telecrm_gateway.schemas import ActiveCallOut, ActiveCallsOut, HangupOut
 from telecrm_gateway.service import GatewayService
 
@@ -40,13 +45,54 @@ def calls_router(gateway: GatewayService) -> APIRouter:
     return router
 
 
-def create_app(gateway: GatewayService, checks: Mapping[str, Check]) -> FastAPI:
-    """The HTTP application: live calls, ``/healthz`` and ``/readyz``; OpenAPI at ``/docs``."""
+def trunk_router(gateway: GatewayService) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get(
+        "/healthz/trunk",
+        summary="Registration at the trunk: 200 when registered (or none configured), else 503",
+    )
+    async def trunk() -> JSONResponse:
+        # Not part of /healthz (liveness): restarting the gateway does not fix a provider or a password,
+        # and would end the calls it still takes through Kamailio.
+        state = gateway.engine.trunk_state()
+        body = {
+            "configured": state.configured,
+            "registered": state.registered,
+            "registrar": gateway.settings.trunk_uri if state.configured else None,
+            "status": state.status or None,
+            "reason": state.reason or None,
+            "expires": state.expires or None,
+            "changed_at": state.changed_at.isoformat() if state.changed_at else None,
+        }
+        healthy = state.registered or not state.configured
+        return JSONResponse(body, status_code=200 if healthy else 503)
+
+    return router
+
+
+def create_app(
+    gateway: GatewayService,
+    checks: Mapping[str, Check],
+    *,
+    provider: ProviderCalls | None = None,
+    lookup: CrmLookup | None = None,
+    dialer: DialService | None = None,
+) -> FastAPI:
+    """The HTTP application: live calls, ``/healthz`` and ``/readyz``; OpenAPI at ``/docs``; with
+    ``provider`` the telephony API for providers (``/provider/v1``), with ``dialer`` ``POST /calls/dial``."""
     app = FastAPI(
         title="telecrm sip-gateway",
         version="1",
         description="The SIP side of the suite: takes calls, rings extensions, publishes call events.",
     )
     app.include_router(calls_router(gateway))
+    if dialer is not None:
+        app.include_router(dial_router(dialer))
+    if provider is not None:
+        app.include_router(
+            provider_router(provider, lookup or CrmLookup(None), gateway.settings.provider_keys)
+        )
     app.include_router(health_router(checks))
+    app.include_router(trunk_router(gateway))
     return app

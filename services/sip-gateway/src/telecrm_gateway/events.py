@@ -13,12 +13,25 @@ Answered calls always end ``answered, 200, Q.850 16`` with hangup_by caller, cal
 | CALLER_FAILED | failed                            | the leg's status / 3398 | system            |
 | SYSTEM_HANGUP | cancelled (an operator, over API) | 480 / 16                | system            |
 | SHUTDOWN      | failed (the caller may retry)     | 503 / 41                | system            |
+| AGENT_FAILED  | busy, rejected, no_answer, failed | the agent's status/3398 | caller for busy   |
+|               | (click-to-call: the agent's phone)|                         | and rejected      |
+
+A route that rings several legs (a ring group, a queue, an overflow) ends RING_TIMEOUT when any of its
+legs rang out without an answer, else CALLEE_HANGUP with the most telling refusal (a 6xx, then busy, then
+the last status). Each leg that lost gets a ``leg_ended`` (:func:`leg_outcome`):
+
+| why the leg ended                    | leg disposition         | SIP / Q.850              |
+|--------------------------------------|-------------------------|--------------------------|
+| another leg answered first           | cancelled               | 487 / 26 (non-selected)  |
+| it rang out (member or stage timeout)| no_answer               | 480 / 19                 |
+| its phone refused or failed          | busy, rejected, failed  | its status / RFC 3398    |
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
@@ -45,6 +58,7 @@ class EndCause(Enum):
     CALLER_FAILED = "caller_failed"  # the caller's leg broke (no ACK, transport error)
     SYSTEM_HANGUP = "system_hangup"  # Hangup over gRPC / REST
     SHUTDOWN = "shutdown"
+    AGENT_FAILED = "agent_failed"  # click-to-call: the agent's own phone refused or could not be reached
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +94,7 @@ class CallHeader:
     sip_call_id: str
     source: str
     request_uri: str
+    context: Mapping[str, str] = field(default_factory=dict)  # contact_id, task_id... (click-to-call)
 
 
 def party(number: str, region: str, *, display_name: str = "", extension: str = "") -> PartyInfo:
@@ -144,6 +159,15 @@ def outcome(
         )
     status = sip_status or 500
     disposition = disposition_for_unanswered(direction, status)
+    if cause is EndCause.AGENT_FAILED:  # the agent is the caller of a click-to-call
+        by_agent = disposition in (ev.DISPOSITION_BUSY, ev.DISPOSITION_REJECTED)
+        return Outcome(
+            disposition,
+            status,
+            sip_reason,
+            q850_for_sip_status(status),
+            ev.HANGUP_BY_CALLER if by_agent else ev.HANGUP_BY_SYSTEM,
+        )
     if cause is EndCause.CALLEE_HANGUP and disposition in (ev.DISPOSITION_BUSY, ev.DISPOSITION_REJECTED):
         by: ev.HangupBy.ValueType = ev.HANGUP_BY_CALLEE
     else:
@@ -151,6 +175,37 @@ def outcome(
     if cause is EndCause.CALLER_FAILED:
         disposition = ev.DISPOSITION_FAILED
     return Outcome(disposition, status, sip_reason, q850_for_sip_status(status), by)
+
+
+Q850_NON_SELECTED_USER_CLEARING = 26
+
+
+class LegEnd(Enum):
+    """Why a leg of a multi-leg call ended while the call went on (see the module's second table)."""
+
+    LOST = "lost"  # another leg answered first
+    NO_ANSWER = "no_answer"  # rang out: member or stage timeout
+    REFUSED = "refused"  # the phone answered with a final error (486, 603, 404...) or could not be reached
+
+
+def leg_outcome(why: LegEnd, sip_status: int = 0) -> tuple[ev.Disposition.ValueType, int, int]:
+    """Disposition, SIP status and Q.850 cause of a leg that ended for ``why``."""
+    if why is LegEnd.LOST:
+        return ev.DISPOSITION_CANCELLED, 487, Q850_NON_SELECTED_USER_CLEARING
+    if why is LegEnd.NO_ANSWER:
+        return ev.DISPOSITION_NO_ANSWER, 480, Q850_NO_ANSWER
+    status = sip_status or 500
+    # A leg is a call placed to a phone: named as an outbound call's ending (408/480: no_answer).
+    return disposition_for_unanswered(ev.DIRECTION_OUTBOUND, status), status, q850_for_sip_status(status)
+
+
+def final_refusal(statuses: list[int]) -> int:
+    """The status a caller gets when every leg refused: a 6xx, else busy, else the last one."""
+    for wanted in (lambda s: s >= 600, lambda s: s in (486, 600)):
+        for status in statuses:
+            if wanted(status):
+                return status
+    return statuses[-1] if statuses else 480
 
 
 def caller_status_for_callee_failure(status: int) -> int:
@@ -192,6 +247,7 @@ def _base(header: CallHeader, sequence: int, at: datetime, event_id: str | None)
         employee_id=header.employee_id,
         sip_call_id=header.sip_call_id,
         source=header.source,
+        context=dict(header.context),
     )
 
 
@@ -208,10 +264,11 @@ def ringing(
     at: datetime,
     extension: str,
     leg_id: str,
+    employee_id: str = "",
     event_id: str | None = None,
 ) -> ev.CallEvent:
     event = _base(header, sequence, at, event_id)
-    event.ringing.CopyFrom(ev.CallRinging(extension=extension, leg_id=leg_id))
+    event.ringing.CopyFrom(ev.CallRinging(extension=extension, leg_id=leg_id, employee_id=employee_id))
     return event
 
 
@@ -223,11 +280,41 @@ def answered(
     extension: str,
     leg_id: str,
     started_at: datetime,
+    employee_id: str = "",
     event_id: str | None = None,
 ) -> ev.CallEvent:
     event = _base(header, sequence, at, event_id)
     event.answered.CopyFrom(
-        ev.CallAnswered(extension=extension, leg_id=leg_id, started_at=_timestamp(started_at))
+        ev.CallAnswered(
+            extension=extension, leg_id=leg_id, started_at=_timestamp(started_at), employee_id=employee_id
+        )
+    )
+    return event
+
+
+def leg_ended(
+    header: CallHeader,
+    *,
+    sequence: int,
+    at: datetime,
+    extension: str,
+    leg_id: str,
+    employee_id: str,
+    why: LegEnd,
+    sip_status: int = 0,
+    event_id: str | None = None,
+) -> ev.CallEvent:
+    disposition, status, q850 = leg_outcome(why, sip_status)
+    event = _base(header, sequence, at, event_id)
+    event.leg_ended.CopyFrom(
+        ev.CallLegEnded(
+            leg_id=leg_id,
+            extension=extension,
+            employee_id=employee_id,
+            disposition=disposition,
+            sip_status=status,
+            q850_cause=q850,
+        )
     )
     return event
 

@@ -24,11 +24,15 @@ from telecrm_common.service import ServiceRunner
 from telecrm_common.telemetry import setup_telemetry
 from telecrm_gateway import grpc as gateway_grpc
 from telecrm_gateway.api import create_app
+from telecrm_gateway.crm_lookup import CrmLookup
+from telecrm_gateway.dialing import DialService
 from telecrm_gateway.errors import GatewayError, RoutingConfigError
+from telecrm_gateway.provider import BusSink, ProviderCalls
 from telecrm_gateway.publisher import bus_publisher
 from telecrm_gateway.routing import load_routes
 from telecrm_gateway.service import GatewayService
 from telecrm_gateway.settings import GatewaySettings
+from telecrm_gateway.sip.engine import legs_per_call
 
 log = logging.getLogger("telecrm_gateway")
 
@@ -39,7 +43,9 @@ EXIT_UNAVAILABLE = 2
 async def serve(settings: GatewaySettings) -> int:
     """Serve until SIGTERM/SIGINT."""
     try:
-        routes = load_routes(settings.routes_file, settings.default_region)
+        routes = load_routes(
+            settings.routes_file, settings.default_region, max_legs=legs_per_call(settings.max_calls)
+        )
     except RoutingConfigError as exc:
         log.error("cannot start: %s", exc)
         return EXIT_UNAVAILABLE
@@ -57,25 +63,45 @@ async def serve(settings: GatewaySettings) -> int:
     except BusError as exc:
         log.error("cannot start: %s", exc)
         return EXIT_UNAVAILABLE
-    gateway = GatewayService(settings, routes, bus_publisher(bus))
+    # Caller names on the agents' phones; no crm target: calls ring without asking.
+    lookup = CrmLookup(
+        settings.crm_grpc_target,
+        deadline=settings.crm_lookup_deadline,
+        cache_ttl=settings.crm_lookup_cache_ttl,
+    )
+    gateway = GatewayService(settings, routes, bus_publisher(bus), lookup if lookup.enabled else None)
+    # The telephony API for providers (PBXs posting call events) and click-to-call.
+    provider = ProviderCalls(
+        BusSink(bus, timeout=settings.provider_publish_timeout), region=settings.default_region
+    )
+    dialer = DialService(
+        settings.provider_pbxs,
+        region=settings.default_region,
+        window=settings.dial_idempotency_window,
+        timeout=settings.provider_make_call_timeout,
+        provider_calls=provider,
+        sip_dialer=gateway.dial,
+    )
     try:
         await bus.ensure_streams(STREAMS)
         await gateway.start()
         checks = {"nats": bus.check, "sip": gateway.check_sip}
         grpc_server = GrpcServer(settings, service_names=[gateway_grpc.SERVICE_NAME], checks=checks)
-        gateway_grpc.add_to_server(grpc_server.server, gateway)
+        gateway_grpc.add_to_server(grpc_server.server, gateway, dialer)
     except (GatewayError, OSError, BusError) as exc:
         log.error("cannot start: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
         await gateway.stop(timeout=2.0)
+        await lookup.close()
+        await dialer.close()
         await bus.close()
         return EXIT_FAILED
     runner = ServiceRunner(
         settings,
-        http_app=create_app(gateway, checks),
+        http_app=create_app(gateway, checks, provider=provider, lookup=lookup, dialer=dialer),
         grpc=grpc_server,
         background=[gateway.run],
         # gateway.stop again in case its task was cancelled mid-drain; it returns at once otherwise.
-        on_shutdown=[gateway.stop, bus.close],
+        on_shutdown=[gateway.stop, lookup.close, dialer.close, bus.close],
     )
     return await runner.run()
 

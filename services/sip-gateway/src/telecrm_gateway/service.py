@@ -8,13 +8,14 @@ import contextlib
 import logging
 
 from telecrm_common.errors import NotReadyError
-from telecrm_gateway.calls import CallManager, LiveCall
+from telecrm_gateway.calls import CallerLookup, CallManager, DialRefused, LiveCall
+from telecrm_gateway.dialing import DialCommand, DialFailed, DialNotAvailable, InvalidDial
 from telecrm_gateway.errors import SipEngineError
 from telecrm_gateway.events import EndCause
 from telecrm_gateway.publisher import EventPublisher, PublishFn
 from telecrm_gateway.routing import RoutingTable
 from telecrm_gateway.settings import GatewaySettings
-from telecrm_gateway.sip.engine import SipEngine
+from telecrm_gateway.sip.engine import SipEngine, legs_per_call
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,17 @@ ENGINE_WATCH_INTERVAL = 1.0
 class GatewayService:
     """Start with :meth:`start`, stop with :meth:`stop` (or hand :meth:`run` to the ServiceRunner)."""
 
-    def __init__(self, settings: GatewaySettings, routes: RoutingTable, publish: PublishFn) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        routes: RoutingTable,
+        publish: PublishFn,
+        lookup: CallerLookup | None = None,
+    ) -> None:
+        """``lookup`` names callers on the agents' phones (crm); RoutingConfigError when a ring group
+        needs more SIP legs than a call may hold with ``settings.max_calls``."""
+        max_legs = legs_per_call(settings.max_calls)
+        routes.check_capacity(max_legs)
         self.settings = settings
         self.routes = routes
         self.engine = SipEngine(settings.engine_config())
@@ -37,6 +48,13 @@ class GatewayService:
             from_host=settings.sip_public_address or settings.sip_host,  # the engine's, once started
             region=settings.default_region,
             retry_after=settings.retry_after,
+            max_legs=max_legs,
+            lookup=lookup,
+            lookup_budget=settings.caller_name_wait,
+            max_calls=settings.max_calls,
+            trunk=settings.trunk_uri,
+            trunk_domain=trunk.aor.rpartition("@")[2] if (trunk := settings.trunk_config()) else "",
+            dial_timeout=settings.dial_timeout,
         )
         self._publisher_task: asyncio.Task[None] | None = None
         self._stopped = False
@@ -56,10 +74,12 @@ class GatewayService:
             raise
         self.calls.from_host = self.settings.sip_public_address or self.engine.public_host
         log.info(
-            "SIP gateway taking calls on %s:%d: %d extensions, %d lines",
+            "SIP gateway taking calls on %s:%d: %d extensions, %d groups, %d queues, %d lines",
             self.settings.sip_host,
             self.engine.port,
             len(self.routes.extensions),
+            len(self.routes.groups),
+            len(self.routes.queues),
             len(self.routes.lines),
         )
 
@@ -98,6 +118,25 @@ class GatewayService:
 
     def active_calls(self) -> list[LiveCall]:
         return self.calls.active_calls()
+
+    async def dial(self, command: DialCommand) -> None:
+        """Click-to-call over SIP (the ``sip_dialer`` of :class:`telecrm_gateway.dialing.DialService`):
+        the agent's phone rings now; raises InvalidDial, DialNotAvailable or DialFailed."""
+        try:
+            await self.calls.dial(
+                command.call_id,
+                command.extension,
+                command.number,
+                e164=command.e164,
+                context=command.context,
+                caller_id=command.caller_id,
+            )
+        except DialRefused as exc:
+            if exc.kind == "invalid":
+                raise InvalidDial(exc.field, exc.message) from None
+            if exc.kind == "unavailable":
+                raise DialNotAvailable(exc.message) from None
+            raise DialFailed(exc.message) from None
 
     def hangup(self, call_id: str) -> None:
         """End a live call (hangup_by SYSTEM); CallNotFoundError when there is none with this id."""

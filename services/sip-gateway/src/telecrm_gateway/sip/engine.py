@@ -12,6 +12,8 @@ An admitted call needs two legs (caller + agent), so the engine admits at most `
 answers any INVITE beyond that with ``503`` + ``Retry-After`` from ``onIncomingCall``. With
 ``max_calls = 1`` two legs stay free for those rejections, so the 503 is always ours; with
 ``max_calls = 2`` an INVITE arriving while both calls are up meets pjsua's own 486 (logged as a warning).
+A ring group's call holds more agent legs: the call logic keeps each call within
+:func:`legs_per_call` legs, and the routes refuse ring-all groups that would not fit.
 """
 
 from __future__ import annotations
@@ -53,9 +55,56 @@ PJSUA_MAX_CALLS = 4
 """Call legs one pjsua2 process can hold (compiled into the wheel; ``maxCalls`` above it is clamped)."""
 
 LEGS_PER_CALL = 2
+"""Legs of a plain call (caller + one agent); ring groups take more, see :func:`legs_per_call`."""
+
+
+def legs_per_call(max_calls: int) -> int:
+    """The most legs one admitted call may hold when the process admits ``max_calls`` calls.
+
+    With 1 call, all 4: the caller and up to 3 agents rung at once (while a call holds all four, a new
+    INVITE meets pjsua's own ``486`` instead of our 503). With 2 calls, 2 each: caller and one agent.
+    """
+    return PJSUA_MAX_CALLS // max(max_calls, 1)
+
 
 Header = tuple[str, str]
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkConfig:
+    """Registration at an upstream PBX or SIP provider, and the account its calls go through."""
+
+    registrar: str  # sip:host:port;params (no user); calls to this host:port use the trunk's account
+    aor: str  # address of record: sip:<username>@<domain>
+    username: str
+    password: str = field(default="", repr=False)
+    realm: str = "*"  # any realm the registrar challenges with
+    expires: int = 300  # seconds asked for; pjsua refreshes before the granted time runs out
+    retry_interval: int = 30  # seconds between attempts after a failed registration
+
+    def serves(self, uri: str) -> bool:
+        """Whether a request URI goes to the trunk (same host and port as the registrar)."""
+        return _hostport(uri) == _hostport(self.registrar)
+
+
+def _hostport(uri: str) -> str:
+    """``host:port`` of a SIP URI, lowercased, without user, parameters or brackets."""
+    rest = uri.strip().strip("<>").partition(":")[2]
+    rest = rest.rpartition("@")[2]
+    return rest.split(";", 1)[0].split("?", 1)[0].split(">", 1)[0].lower()
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkState:
+    """The trunk registration as last reported by pjsua (for health and the API)."""
+
+    configured: bool
+    registered: bool = False
+    status: int = 0  # last SIP status of a REGISTER (0: none answered yet)
+    reason: str = ""
+    expires: int = 0  # seconds granted by the last successful registration
+    changed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +126,7 @@ class EngineConfig:
     pjsip_log_level: int = 2  # 1 errors, 2 warnings, 3 info (SIP summaries), 4+ debug (messages)
     codecs: tuple[str, ...] = ("PCMU/8000", "PCMA/8000", "G722/16000")  # offered in this order; others off
     poll_ms: int = 10  # libHandleEvents timeout: the longest a posted command waits
+    trunk: TrunkConfig | None = None  # register upstream (digest auth) and place its calls through it
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_calls <= PJSUA_MAX_CALLS // LEGS_PER_CALL:
@@ -184,6 +234,11 @@ class _PjAccount(pj.Account):  # type: ignore[misc]
         self._engine._on_incoming(self, prm)
 
 
+class _PjTrunkAccount(_PjAccount):
+    def onRegState(self, prm: Any) -> None:
+        self._engine._on_reg_state(prm)
+
+
 class _PjCall(pj.Call):  # type: ignore[misc]
     def __init__(self, engine: SipEngine, account: _PjAccount, leg_id: str, call_id: int) -> None:
         super().__init__(account, call_id)
@@ -232,6 +287,8 @@ class SipEngine:
         # owned by the engine thread
         self._ep: _PjEndpoint | None = None
         self._account: _PjAccount | None = None
+        self._trunk_account: _PjTrunkAccount | None = None
+        self._trunk_state = TrunkState(configured=config.trunk is not None)
         self._log_writer: _LogWriter | None = None
         self._legs: dict[str, _Leg] = {}
         self._groups: dict[str, _Group] = {}
@@ -291,6 +348,10 @@ class SipEngine:
         """The SIP port the endpoint listens on (UDP and TCP), known once started."""
         return self._port
 
+    def trunk_state(self) -> TrunkState:
+        """The trunk registration (``configured`` False when there is no trunk)."""
+        return self._trunk_state
+
     def stats(self) -> EngineStats:
         return EngineStats(
             running=self.running,
@@ -323,6 +384,16 @@ class SipEngine:
         A leg that cannot be placed is reported as a LegEnded fact (and "" returned), never raised.
         """
         return self._submit(lambda: self._do_dial(leg_id, group, uri, from_uri, headers))
+
+    def originate(
+        self, leg_id: str, uri: str, from_uri: str = "", headers: Sequence[Header] = ()
+    ) -> concurrent.futures.Future[str]:
+        """Place an outgoing leg that starts a call of its own (click-to-call); returns its SIP Call-ID.
+
+        Admitted like an INVITE: the future fails with SipEngineError when the gateway is full or
+        draining (no leg, no fact). The call's later legs name this one as their ``group``.
+        """
+        return self._submit(lambda: self._do_originate(leg_id, uri, from_uri, headers))
 
     def bridge(self, leg_a: str, leg_b: str) -> concurrent.futures.Future[None]:
         """Connect the audio of two legs both ways, now or as soon as both have active media."""
@@ -370,19 +441,24 @@ class SipEngine:
             "+".join(t for t, on in (("UDP", self.config.udp), ("TCP", self.config.tcp)) if on),
             self.config.max_calls,
         )
-        ep = self._ep
-        assert ep is not None
         try:
-            while not self._stop_requested.is_set():
-                ep.libHandleEvents(self.config.poll_ms)
-                self._after_events()
-            self._hangup_all_and_wait(ep, timeout=5.0)
+            self._serve()
         except Exception:
             log.exception("the pjsua thread failed")
         finally:
             self._fail_pending_commands()
             self._destroy()
             log.info("SIP endpoint stopped")
+
+    def _serve(self) -> None:
+        """Poll until stop is asked, then hang up what is left. (Its own frame: no local reference to
+        the Endpoint outlives it, so ``_destroy`` can free the Endpoint.)"""
+        ep = self._ep
+        assert ep is not None
+        while not self._stop_requested.is_set():
+            ep.libHandleEvents(self.config.poll_ms)
+            self._after_events()
+        self._hangup_all_and_wait(ep, timeout=5.0)
 
     def _create(self) -> None:
         cfg = self.config
@@ -427,6 +503,25 @@ class SipEngine:
         account = _PjAccount(self)
         account.create(acc_cfg, True)
         self._account = account
+        if cfg.trunk is not None:
+            self._create_trunk(cfg.trunk, acc_cfg)
+
+    def _create_trunk(self, trunk: TrunkConfig, local: Any) -> None:
+        acc_cfg = pj.AccountConfig()
+        acc_cfg.idUri = trunk.aor
+        acc_cfg.regConfig.registrarUri = trunk.registrar
+        acc_cfg.regConfig.timeoutSec = trunk.expires
+        acc_cfg.regConfig.retryIntervalSec = trunk.retry_interval
+        acc_cfg.regConfig.firstRetryIntervalSec = min(trunk.retry_interval, 5)
+        acc_cfg.regConfig.dropCallsOnFail = False  # a lost registration does not end live calls
+        acc_cfg.sipConfig.authCreds.append(
+            pj.AuthCredInfo("digest", trunk.realm, trunk.username, 0, trunk.password)
+        )
+        acc_cfg.mediaConfig.transportConfig = local.mediaConfig.transportConfig
+        account = _PjTrunkAccount(self)
+        account.create(acc_cfg, False)
+        self._trunk_account = account
+        log.info("registering at %s as %s", trunk.registrar, trunk.aor)
 
     def _set_codecs(self, ep: _PjEndpoint) -> None:
         wanted = [c.lower() for c in self.config.codecs]
@@ -449,12 +544,13 @@ class SipEngine:
     def _destroy(self) -> None:
         self._legs.clear()
         self._groups.clear()
-        account, self._account = self._account, None
-        if account is not None:
-            try:
-                account.shutdown()
-            except Exception:
-                log.exception("pjsua account shutdown failed")
+        for account in (self._trunk_account, self._account):
+            if account is not None:
+                try:
+                    account.shutdown()  # the trunk's: unregisters
+                except Exception:
+                    log.exception("pjsua account shutdown failed")
+        self._trunk_account = self._account = None
         del account
         ep, self._ep = self._ep, None
         if ep is not None:
@@ -567,7 +663,25 @@ class SipEngine:
             # The caller's leg is already gone: nothing to ring for.
             self._emit(LegEnded(leg_id, "", 487, "Request Terminated", False, _now()))
             return ""
-        call = _PjCall(self, self._account, leg_id, pj.PJSUA_INVALID_ID)
+        return self._place(leg_id, group, uri, from_uri, headers)
+
+    def _do_originate(self, leg_id: str, uri: str, from_uri: str, headers: Sequence[Header]) -> str:
+        if not self._accepting:
+            raise SipEngineError("the gateway is shutting down")
+        if len(self._groups) >= self.config.max_calls or self._account is None:
+            raise SipEngineError(f"all {self.config.max_calls} calls of this gateway process are in use")
+        group = _Group(leg_id)
+        self._groups[leg_id] = group
+        return self._place(leg_id, group, uri, from_uri, headers)
+
+    def _place(self, leg_id: str, group: _Group, uri: str, from_uri: str, headers: Sequence[Header]) -> str:
+        assert self._account is not None
+        group_id = group.inbound
+        trunk = self.config.trunk
+        account = self._account
+        if trunk is not None and self._trunk_account is not None and trunk.serves(uri):
+            account = self._trunk_account  # its credentials answer the provider's challenge
+        call = _PjCall(self, account, leg_id, pj.PJSUA_INVALID_ID)
         leg = _Leg(leg_id, call, _Role.OUTBOUND, group_id)
         self._legs[leg_id] = leg
         group.legs.add(leg_id)
@@ -642,6 +756,10 @@ class SipEngine:
             from_uri, to_uri = info.remoteUri, info.localUri
             from_addr = parse_name_addr(from_uri)
             request_user = uri_user(req_uri) if req_uri else parse_name_addr(to_uri).user
+            trunk = self.config.trunk
+            if account is self._trunk_account and trunk is not None and request_user == trunk.username:
+                # A provider sends its calls to our registered contact: the number dialled is in To.
+                request_user = parse_name_addr(to_uri).user or request_user
             if not self._accepting or len(self._groups) >= self.config.max_calls:
                 leg.role = _Role.REFUSED
                 leg.group = ""
@@ -679,6 +797,23 @@ class SipEngine:
                 call.hangup(self._op_param(500, "", ()))
             except Exception:
                 log.exception("could not reject the incoming call")
+
+    def _on_reg_state(self, prm: Any) -> None:
+        """pjsua reports a REGISTER's outcome (the first, each refresh, a failure, the unregistration)."""
+        code, reason, expires = int(prm.code), str(prm.reason), int(prm.expiration)
+        registered = 200 <= code < 300 and expires > 0
+        before = self._trunk_state
+        self._trunk_state = TrunkState(True, registered, code, reason, expires if registered else 0, _now())
+        trunk = self.config.trunk
+        where = trunk.registrar if trunk is not None else "?"
+        if registered and not before.registered:
+            log.info("registered at %s for %d s", where, expires)
+        elif registered:
+            log.debug("registration at %s refreshed for %d s", where, expires)
+        elif 200 <= code < 300:
+            log.info("unregistered from %s", where)
+        elif before.registered or before.status != code:
+            log.warning("not registered at %s: %d %s", where, code, reason)
 
     def _on_rejected_by_pjsua(self, prm: Any) -> None:
         """pjsua answered an INVITE itself (bad SDP, unsupported extension, or all legs in use)."""
