@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 import httpx
 import pytest
 
 from telecrm.events.v1 import call_events_pb2 as ev
 from telecrm.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from telecrm_common.auth import Access, AuthSettings, Principal, Role
 from telecrm_common.grpc import GrpcServer
+from telecrm_devstack.testing import make_principal
 from telecrm_gateway import grpc as gateway_grpc
 from telecrm_gateway.api import create_app
 from tests.sipp.runner import Sipp, environment_ok, start_uas
@@ -23,16 +27,27 @@ def ringing_or_answered(gw, kind: str) -> bool:  # type: ignore[no-untyped-def]
     return any(e.WhichOneof("kind") == kind for e in gw.events)
 
 
-async def test_rest_lists_live_calls_and_hangs_up_a_ringing_one(gateway_factory) -> None:
+ALICE = make_principal("u-alice", Role.AGENT, employee_id="e1")
+BOB = make_principal("u-bob", Role.AGENT, employee_id="e2")
+
+
+async def test_rest_lists_live_calls_and_hangs_up_a_ringing_one(  # type: ignore[no-untyped-def]
+    gateway_factory, auth_settings: AuthSettings, token_for: Callable[[Principal], dict[str, str]]
+) -> None:
     with start_uas("uas_ring_forever.xml") as agent:
         gw = await gateway_factory(
             extensions={
                 "101": {"contact": f"sip:101@{HOST}:{agent.port}", "name": "Alice", "employee_id": "e1"}
             }
         )
-        app = create_app(gw.service, {"sip": gw.service.check_sip})
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
-            assert (await client.get("/readyz")).status_code == 200
+        app = create_app(
+            gw.service, {"sip": gw.service.check_sip}, access=Access.from_settings(auth_settings)
+        )
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://gw", headers=token_for(ALICE)
+        ) as client:
+            assert (await client.get("/readyz", headers={"Authorization": ""})).status_code == 200
+            assert (await client.get("/calls/active", headers={"Authorization": ""})).status_code == 401
             caller = Sipp(
                 "uac_expect_status.xml",
                 remote=f"{HOST}:{gw.port}",
@@ -50,6 +65,10 @@ async def test_rest_lists_live_calls_and_hangs_up_a_ringing_one(gateway_factory)
             assert (call["extension"], call["employee_id"], call["line"]) == ("101", "e1", "101")
             assert call["caller"]["number"] == "+15557654321"
             assert call["answered_at"] is None
+            # Another agent neither sees nor ends it; crm's token for the call's agent does.
+            assert (await client.get("/calls/active", headers=token_for(BOB))).json()["items"] == []
+            refused = await client.post(f"/calls/{call['call_id']}/hangup", headers=token_for(BOB))
+            assert refused.status_code == 404
 
             response = await client.post(f"/calls/{call['call_id']}/hangup")
             assert response.status_code == 202, response.text

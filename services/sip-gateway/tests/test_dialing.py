@@ -10,7 +10,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -21,7 +21,9 @@ import pytest
 
 from telecrm.events.v1 import call_events_pb2 as ev
 from telecrm.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from telecrm_common.auth import Access, AuthSettings, Principal, Role
 from telecrm_common.grpc import GrpcServer
+from telecrm_devstack.testing import make_principal
 from telecrm_gateway import grpc as gateway_grpc
 from telecrm_gateway.api import create_app
 from telecrm_gateway.dialing import DialCommand, DialService
@@ -121,16 +123,52 @@ async def _never_publish(event: ev.CallEvent) -> None:
     raise AssertionError("nothing is published over SIP here")
 
 
+# Extension 201 (served by the cloud PBX) is Ann's desk: the routes file names its employee.
+ROUTES = {"extensions": {"201": {"contact": "sip:201@127.0.0.1:5999", "employee_id": "e-ann"}}}
+SUPERVISOR = make_principal("u-sup", Role.SUPERVISOR, employee_id="e-sup")
+ANN = make_principal("u-ann", Role.AGENT, employee_id="e-ann")
+BOB = make_principal("u-bob", Role.AGENT, employee_id="e-bob")
+
+
 def gateway() -> GatewayService:
     settings = GatewaySettings(instance_id="dial-test", sip_port=free_port())
-    return GatewayService(settings, RoutingTable.from_mapping({}), _never_publish)
+    return GatewayService(settings, RoutingTable.from_mapping(ROUTES), _never_publish)
 
 
 @pytest.fixture
-async def client(dialer: DialService) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(gateway(), {}, dialer=dialer)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:
+def access(auth_settings: AuthSettings) -> Access:
+    return Access.from_settings(auth_settings)
+
+
+@pytest.fixture
+async def client(
+    dialer: DialService, access: Access, token_for: Callable[[Principal], dict[str, str]]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The REST API as a supervisor (who may call from any extension)."""
+    app = create_app(gateway(), {}, dialer=dialer, access=access)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://gw", headers=token_for(SUPERVISOR)
+    ) as http:
         yield http
+
+
+async def test_an_agent_calls_from_their_own_extension_only(
+    client: httpx.AsyncClient,
+    pbx_webhook: PbxWebhookRecorder,
+    token_for: Callable[[Principal], dict[str, str]],
+) -> None:
+    body = {"extension": "201", "number": "+15557654321"}
+    assert (await client.post("/calls/dial", json=body, headers={"Authorization": ""})).status_code == 401
+    refused = await client.post("/calls/dial", json=body, headers=token_for(BOB))
+    assert (refused.status_code, refused.json()["detail"]) == (
+        403,
+        "extension '201' is not yours to call from",
+    )
+    assert pbx_webhook.received == []  # nothing reached the PBX
+    placed = await client.post("/calls/dial", json=body, headers=token_for(ANN))
+    assert placed.status_code == 201, placed.text
+    assert len(pbx_webhook.received) == 1
 
 
 # --- REST ------------------------------------------------------------------------------------------
@@ -233,16 +271,19 @@ async def test_a_pbx_refusal_is_502_and_a_retry_keeps_the_call_id(
     assert first.headers["idempotency-key"] == second.headers["idempotency-key"]
 
 
-async def test_a_pbx_that_is_down_or_too_slow_is_502(pbx_webhook: PbxWebhookRecorder) -> None:
+async def test_a_pbx_that_is_down_or_too_slow_is_502(
+    pbx_webhook: PbxWebhookRecorder, access: Access, token_for: Callable[[Principal], dict[str, str]]
+) -> None:
     down = make_dialer(f"http://127.0.0.1:{free_port()}/make-call")
     slow = make_dialer(pbx_webhook.url, timeout=0.2)
     pbx_webhook.delay = 1.0
-    app_down = create_app(gateway(), {}, dialer=down)
-    app_slow = create_app(gateway(), {}, dialer=slow)
+    app_down = create_app(gateway(), {}, dialer=down, access=access)
+    app_slow = create_app(gateway(), {}, dialer=slow, access=access)
     try:
         for app, words in ((app_down, "cannot be reached"), (app_slow, "did not answer")):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            headers = token_for(SUPERVISOR)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw", headers=headers) as http:
                 response = await http.post("/calls/dial", json={"extension": "201", "number": "+15557654321"})
             assert response.status_code == 502, response.text
             assert words in response.json()["detail"]

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -16,8 +17,10 @@ import pytest
 from google.protobuf.message import DecodeError
 
 from telecrm.events.v1 import call_events_pb2 as ev
+from telecrm_common.auth import Principal, Role
 from telecrm_common.bus import Bus
 from telecrm_devstack.processes import NatsServer
+from telecrm_devstack.testing import TEST_AUTH_SECRET, make_principal
 from telecrm_gateway.main import EXIT_FAILED, EXIT_UNAVAILABLE, serve
 from telecrm_gateway.settings import GatewaySettings
 from tests.sipp.runner import Sipp, environment_ok, free_port, start_uas
@@ -44,7 +47,7 @@ async def test_a_taken_sip_port_stops_the_start(nats_server: NatsServer) -> None
 @pytest.mark.sip
 @pytest.mark.skipif(not SIPP_OK, reason=SIPP_MISSING)
 async def test_sigterm_hangs_up_the_live_call_and_publishes_its_end(
-    nats_server: NatsServer, tmp_path: Path
+    nats_server: NatsServer, tmp_path: Path, token_for: Callable[[Principal], dict[str, str]]
 ) -> None:
     with start_uas("uas_answer.xml", duration_ms=100) as agent:
         routes = tmp_path / "routes.toml"
@@ -60,11 +63,15 @@ async def test_sigterm_hangs_up_the_live_call_and_publishes_its_end(
             "GATEWAY_ROUTES_FILE": str(routes),
             "GATEWAY_INSTANCE_ID": instance,
             "GATEWAY_LOG_FORMAT": "text",
+            "TELECRM_AUTH_SECRET": TEST_AUTH_SECRET,
         }
         log_path = tmp_path / "gateway.log"
         process = _start_gateway(env, log_path)
         try:
-            async with httpx.AsyncClient(base_url=f"http://{HOST}:{http_port}", timeout=2) as client:
+            supervisor = token_for(make_principal("u-sup", Role.SUPERVISOR))
+            async with httpx.AsyncClient(
+                base_url=f"http://{HOST}:{http_port}", timeout=2, headers=supervisor
+            ) as client:
                 deadline = time.monotonic() + 30
                 while True:
                     assert process.poll() is None, log_path.read_text()

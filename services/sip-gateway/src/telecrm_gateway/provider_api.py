@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, R
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
+from telecrm_common.auth import Access, Principal
 from telecrm_gateway.crm_lookup import CrmLookup
 from telecrm_gateway.dialing import (
     DialConflict,
@@ -257,15 +258,20 @@ def provider_router(calls: ProviderCalls, lookup: CrmLookup, keys: Mapping[str, 
     return router
 
 
-def dial_router(dialer: DialService) -> APIRouter:
-    """``POST /calls/dial``: click-to-call."""
+def dial_router(
+    dialer: DialService, access: Access, may_dial_from: Callable[[Principal, str], None]
+) -> APIRouter:
+    """``POST /calls/dial``: click-to-call, for a signed-in user from an extension they may call from
+    (``may_dial_from`` answers 403 otherwise)."""
     router = APIRouter(prefix="/calls", tags=["calls"])
+    reader = Depends(access.current)
 
     @router.post(
         "/dial",
         summary="Click-to-call: ring the agent's extension, then the customer",
         response_model=DialOut,
         responses={
+            403: {"description": "The extension is not the user's"},
             409: {"description": "The idempotency key was used for another call within the window"},
             422: {"description": "A field is missing or invalid"},
             501: {"description": "No backend can call from this extension"},
@@ -276,7 +282,9 @@ def dial_router(dialer: DialService) -> APIRouter:
         body: DialIn,
         response: Response,
         idempotency_key: Annotated[str, Header(description="same as the body's idempotency_key")] = "",
+        user: Principal = reader,
     ) -> DialOut:
+        may_dial_from(user, body.extension)
         try:
             result = await dialer.dial(
                 body.extension,
