@@ -425,6 +425,73 @@ async def test_stop_finishes_the_batch_in_hand_then_returns(
     assert await bus.pending(spec) == 1
 
 
+async def test_a_batch_takes_everything_that_arrived_while_the_handler_was_busy(
+    bus: Bus, unique: str, eventually: Any, call_event: Any
+) -> None:
+    """Batches grow with the load: a busy handler comes back to all that arrived meanwhile (up to
+    batch_size) in one batch, one transaction, instead of many small ones."""
+    await bus.ensure_streams([stream_spec(unique)])
+    spec = consumer_spec(unique, durable="grows", batch_size=50, ack_wait_seconds=30)
+    busy = asyncio.Event()
+    release = asyncio.Event()
+    batches: list[list[str]] = []
+
+    async def handler(batch: Deliveries) -> None:
+        batches.append([d.message.event_id for d in batch])
+        busy.set()
+        await release.wait()
+
+    async def delivered_all(count: int) -> bool:
+        info = await bus.js.consumer_info(spec.stream, spec.durable)
+        return info.num_pending == 0 and info.num_ack_pending == count
+
+    await bus.publish(f"t{unique}.call", call_event("first"), msg_id="first")
+    async with consuming(bus, spec, handler):
+        await eventually(busy.is_set, what="the first batch in hand")
+        for i in range(30):
+            await bus.publish(f"t{unique}.call", call_event(f"m{i}"), msg_id=f"m{i}")
+        await eventually(lambda: delivered_all(31), what="the 30 delivered to the consumer")
+        release.set()
+        await eventually(lambda: settled(bus, spec), what="all handled")
+
+    assert batches == [["first"], [f"m{i}" for i in range(30)]]
+
+
+async def test_messages_delivered_but_not_handled_at_stop_go_back_at_once(
+    nats_server: NatsServer, unique: str, eventually: Any, call_event: Any
+) -> None:
+    """A stopping replica hands back what it holds beyond the batch in hand: another replica gets it
+    now, not after the ack wait."""
+    first = await Bus.connect(nats_server.url, name="first", timeout=5)
+    second = await Bus.connect(nats_server.url, name="second", timeout=5)
+    try:
+        await first.ensure_streams([stream_spec(unique)])
+        spec = consumer_spec(unique, durable="handback", batch_size=5, ack_wait_seconds=60)
+        for i in range(20):
+            await first.publish(f"t{unique}.call", call_event(f"h{i}"), msg_id=f"h{i}")
+        stop = asyncio.Event()
+        handled: list[str] = []
+
+        async def stops(batch: Deliveries) -> None:
+            handled.extend(d.message.event_id for d in batch)
+            stop.set()  # the replica stops after its first batch
+
+        await asyncio.wait_for(first.consume(spec, stops, stop), 5)
+        assert len(handled) == 5
+        rest: list[str] = []
+
+        async def collects(batch: Deliveries) -> None:
+            rest.extend(d.message.event_id for d in batch)
+
+        async with consuming(second, spec, collects):
+            # Well within the 60 s ack wait: the rest was nak'ed, not left to time out.
+            await eventually(lambda: len(rest) == 15, timeout=10, what="the rest handled by the other")
+        assert sorted(handled + rest) == sorted(f"h{i}" for i in range(20))
+    finally:
+        await first.close()
+        await second.close()
+
+
 async def test_trace_context_travels_from_publisher_to_handler(
     bus: Bus, unique: str, eventually: Any, call_event: Any, spans: Any
 ) -> None:

@@ -3,15 +3,40 @@ set (a fresh database per test from the ``database_factory`` fixture)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    select,
+    text,
+)
+from sqlalchemy.exc import DBAPIError
 
-from telecrm_common.db import Database, DatabaseUnavailable, async_url, is_sqlite, redacted, upgrade_async
+from telecrm_common.db import (
+    Database,
+    DatabaseUnavailable,
+    UTCDateTime,
+    async_url,
+    insert_unnest,
+    is_sqlite,
+    one_of,
+    redacted,
+    upgrade_async,
+)
 from telecrm_common.errors import NotReadyError
 from telecrm_devstack.processes import free_port
 
@@ -193,3 +218,127 @@ async def test_migrations_run_with_the_async_engine_and_are_idempotent(
         await session.execute(text("INSERT INTO notes (id, body) VALUES (1, 'x')"))
         version = (await session.execute(text(f"SELECT version_num FROM {version_table}"))).scalar_one()
     assert version == "0001"
+
+
+# --- pooled connections and batched statements ----------------------------------------------------
+
+
+async def _backend_pid(database: Database) -> int:
+    async with database.session() as session:
+        return int((await session.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+async def _terminate(db_url: str, pid: int) -> None:
+    """Close a server connection from another one, and wait until it is gone."""
+    other = Database(db_url)
+    try:
+        async with other.session() as session:
+            await session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        for _ in range(100):
+            async with other.session() as session:
+                gone = not (
+                    await session.execute(
+                        text("SELECT 1 FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+                    )
+                ).first()
+            if gone:
+                return
+            await asyncio.sleep(0.02)
+    finally:
+        await other.dispose()
+
+
+async def test_an_idle_pooled_connection_the_server_closed_is_replaced(db_url: str) -> None:
+    if is_sqlite(db_url):
+        pytest.skip("PostgreSQL closes a client's connection; SQLite has none to close")
+    database = Database(db_url, ping_after_idle=0.0)  # every reused connection is pinged
+    try:
+        first = await _backend_pid(database)
+        await _terminate(db_url, first)
+        # The ping on checkout finds it dead: the session gets a new connection and nothing fails.
+        assert await _backend_pid(database) != first
+    finally:
+        await database.dispose()
+
+
+async def test_a_busy_pooled_connection_is_not_pinged_and_the_pool_recovers(db_url: str) -> None:
+    if is_sqlite(db_url):
+        pytest.skip("PostgreSQL closes a client's connection; SQLite has none to close")
+    database = Database(db_url, ping_after_idle=3600.0)
+    try:
+        first = await _backend_pid(database)
+        await _terminate(db_url, first)
+        # Used a moment ago, so handed out without a ping: its next statement fails, with an error
+        # that says so, and the pool is renewed for the next session (the bus retries a batch).
+        with pytest.raises(DBAPIError) as failed:
+            await _backend_pid(database)
+        assert failed.value.connection_invalidated
+        assert await _backend_pid(database) != first
+    finally:
+        await database.dispose()
+
+
+async def test_one_of_filters_like_in_on_every_backend(db: Database) -> None:
+    notes = Table("notes_one_of", MetaData(), Column("id", Integer, primary_key=True), Column("tag", String))
+    async with db.session() as session:
+        await session.run_sync(lambda s: notes.create(s.connection()))
+        await session.execute(notes.insert(), [{"id": i, "tag": f"t{i % 3}"} for i in range(9)])
+    async with db.session() as session:
+        picked = await session.scalars(
+            select(notes.c.id).where(one_of(notes.c.tag, {"t1", "t2"}, db.dialect)).order_by(notes.c.id)
+        )
+        assert list(picked) == [1, 2, 4, 5, 7, 8]
+        none = await session.scalars(select(notes.c.id).where(one_of(notes.c.tag, [], db.dialect)))
+        assert list(none) == []
+
+
+async def test_insert_unnest_writes_every_row_in_order_with_its_types(db_url: str) -> None:
+    if is_sqlite(db_url):
+        pytest.skip("insert_unnest is the PostgreSQL path (arrays); SQLite keeps its executemany")
+    database = Database(db_url)
+    rows = Table(
+        "unnest_rows",
+        MetaData(),
+        Column("seq", BigInteger, primary_key=True, autoincrement=True),
+        Column("name", String(16)),
+        Column("size", BigInteger),
+        Column("payload", LargeBinary),
+        Column("extra", JSON),
+        Column("flag", Boolean),
+        Column("at", UTCDateTime),
+        Column("written_at", UTCDateTime),
+    )
+    moment = datetime(2025, 3, 14, 9, 30, 1, 123456, tzinfo=UTC)
+    given = [
+        {
+            "name": f"row-{i}",
+            "size": i * 10**10,
+            "payload": bytes([i, 0, 255]),
+            "extra": {"i": [i, "x"]},
+            "flag": i % 2 == 0,
+            "at": moment + timedelta(seconds=i) if i != 3 else None,
+        }
+        for i in range(250)
+    ]
+    try:
+        async with database.session() as session:
+            await session.run_sync(lambda s: rows.create(s.connection()))
+        async with database.session() as session:
+            result = await insert_unnest(
+                session,
+                rows,
+                given,
+                computed={"written_at": ":now"},
+                params={"now": moment},
+                suffix="RETURNING seq",
+            )
+            assert len(result.all()) == 250
+        async with database.session() as session:
+            stored = (await session.execute(select(rows).order_by(rows.c.seq))).all()
+        assert [
+            {key: value for key, value in row._mapping.items() if key not in ("seq", "written_at")}
+            for row in stored
+        ] == given
+        assert {row.written_at for row in stored} == {moment}
+    finally:
+        await database.dispose()

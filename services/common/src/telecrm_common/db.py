@@ -7,9 +7,11 @@ URLs may be given the way people write them (``sqlite:///var/calls.sqlite3``,
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,9 +19,21 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import DateTime, event, make_url, text
-from sqlalchemy.engine import URL, Dialect
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    DateTime,
+    Table,
+    TextClause,
+    any_,
+    bindparam,
+    event,
+    make_url,
+    text,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import URL, Dialect, Result
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -108,12 +122,30 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-class Database:
-    """An async engine and its session factory."""
+# A pooled connection unused for longer than this is pinged before it is handed out again.
+PING_AFTER_IDLE_SECONDS = 5.0
 
-    def __init__(self, url: str | URL, *, pool_size: int = 10, echo: bool = False) -> None:
+
+class Database:
+    """An async engine and its session factory.
+
+    Pooled connections that sat idle for ``ping_after_idle`` seconds are pinged when checked out, and
+    replaced when the ping fails (the database restarted, or closed them). Not every checkout: the
+    asyncpg ping is three round trips (BEGIN, a query, ROLLBACK), which on a busy connection (the
+    call log's ingest takes one per batch) cost more than the batch's own statements. A connection
+    that died while in use again and again fails its next statement; the pool is then renewed.
+    """
+
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        pool_size: int = 10,
+        echo: bool = False,
+        ping_after_idle: float = PING_AFTER_IDLE_SECONDS,
+    ) -> None:
         self.url = async_url(url)
-        kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
+        kwargs: dict[str, Any] = {"echo": echo}
         if is_sqlite(self.url):
             database = self.url.database
             if database and database != ":memory:":
@@ -129,6 +161,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if is_sqlite(self.url):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        _ping_when_idle(self.engine, ping_after_idle)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property
@@ -173,6 +206,99 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+# --- batched statements --------------------------------------------------------------------------
+
+
+def one_of(column: Any, values: Collection[Any], dialect: str) -> ColumnElement[bool]:
+    """``column IN values``: on PostgreSQL ``column = ANY(array)``, one parameter whatever the count.
+
+    An expanding ``IN`` renders a statement text per list length, so asyncpg prepares (a round trip,
+    and a parse on the server) nearly every run of a batch query whose size varies; the array form is
+    one statement, prepared once per connection. SQLite has no arrays: ``IN`` there.
+    """
+    listed = sorted(values) if not isinstance(values, list | tuple) else list(values)
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, listed, type_=postgresql.ARRAY(column.type)))  # type: ignore[no-any-return]
+    return column.in_(listed)  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _unnest_insert(
+    table: Table, columns: tuple[str, ...], computed: tuple[tuple[str, str], ...], suffix: str
+) -> TextClause:
+    pg_dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    casts = []
+    selected = []
+    for name in columns:
+        column_type = table.c[name].type
+        if isinstance(column_type, JSON):
+            casts.append(f"CAST(:u_{name} AS TEXT[])")
+            selected.append(f"CAST(t.{name} AS JSON)")
+        else:
+            casts.append(f"CAST(:u_{name} AS {column_type.compile(dialect=pg_dialect)}[])")
+            selected.append(f"t.{name}")
+    names = [*columns, *(name for name, _ in computed)]
+    selected += [expression for _, expression in computed]
+    # Names from the table's metadata and the caller's SQL, never from data: the values are parameters.
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {', '.join(selected)} "  # noqa: S608
+        f"FROM unnest({', '.join(casts)}) WITH ORDINALITY AS t({', '.join(columns)}, _n) "
+        f"ORDER BY t._n {suffix}"
+    )
+    return text(sql)
+
+
+async def insert_unnest(
+    session: AsyncSession,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    computed: Mapping[str, str] | None = None,
+    params: Mapping[str, Any] | None = None,
+    suffix: str = "",
+) -> Result[Any]:
+    """Insert ``rows`` in one statement on PostgreSQL: each column one array, ``unnest``-ed server-side.
+
+    The statement text is the same whatever the number of rows (prepared once per connection), and
+    asyncpg encodes the arrays itself, where an executemany or a multi-row VALUES went through the
+    ORM's per-row parameter processing. Rows keep their order (``seq`` columns count in it). The rows
+    give the columns of the first row; ``computed`` adds columns as SQL expressions (over ``t.<column>``
+    and the ``params``), ``suffix`` an ``ON CONFLICT`` or ``RETURNING`` clause. JSON columns are
+    serialized here. PostgreSQL only: callers keep their portable statement for SQLite.
+    """
+    columns = tuple(rows[0])
+    stmt = _unnest_insert(table, columns, tuple((computed or {}).items()), suffix)
+    values: dict[str, Any] = dict(params or {})
+    for name in columns:
+        column = [row[name] for row in rows]
+        if isinstance(table.c[name].type, JSON):
+            column = [json.dumps(value) for value in column]
+        values[f"u_{name}"] = column
+    return await session.execute(stmt, values)
+
+
+def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Ping a pooled connection on checkout when it was idle for ``idle_seconds`` (see Database)."""
+    dialect = engine.dialect
+    sync_engine = engine.sync_engine
+
+    def checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["telecrm_idle_since"] = time.monotonic()
+
+    def checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("telecrm_idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < idle_seconds:
+            return  # a new connection, or one in use a moment ago
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool drops this connection and checks out another (a new one if need be).
+            raise DisconnectionError(f"pooled connection did not answer a ping: {_short(exc)}") from exc
+
+    event.listen(sync_engine, "checkin", checked_in)
+    event.listen(sync_engine, "checkout", checked_out)
 
 
 def _short(exc: BaseException) -> str:
@@ -259,7 +385,9 @@ __all__ = [
     "DatabaseUnavailable",
     "OperationalError",
     "async_url",
+    "insert_unnest",
     "is_sqlite",
+    "one_of",
     "redacted",
     "upgrade",
     "upgrade_async",

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from telecrm_common import telemetry
 from telecrm_common.bus import Bus, BusError, SerializedMessage
-from telecrm_common.db import Database, utcnow
+from telecrm_common.db import Database, insert_unnest, one_of, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,13 @@ def row(subject: str, message: Message, msg_id: str) -> dict[str, Any]:
 
 async def add(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """Write rows to the outbox ``table``, in this order, inside the caller's transaction."""
-    if rows:
-        now = utcnow()
+    if not rows:
+        return
+    now = utcnow()
+    if session.get_bind().dialect.name == "postgresql":
+        # One statement whatever the count (a batch of call records stages hundreds at once).
+        await insert_unnest(session, table, rows, computed={"created_at": ":now"}, params={"now": now})
+    else:
         await session.execute(table.insert(), [{**r, "created_at": now} for r in rows])
 
 
@@ -136,7 +141,9 @@ class OutboxPublisher:
                     acknowledged = await self._bus.publish_serialized(messages, timeout=self._publish_timeout)
                     if acknowledged:
                         done = [r.seq for r in rows[:acknowledged]]
-                        await conn.execute(delete(self._table).where(self._table.c.seq.in_(done)))
+                        await conn.execute(
+                            delete(self._table).where(one_of(self._table.c.seq, done, conn.dialect.name))
+                        )
                         await conn.commit()
                         total += acknowledged
                     if acknowledged < len(rows):

@@ -225,4 +225,4 @@ def normalize_number(raw: str, default_region: str = "US") -> str:
 
 def digits(raw: str) -> str:
     """Only the digits of a number, for partial matches ("369-04" -> "36904")."""
-    return "".join(ch for ch in raw if ch.isdigit())
+    return raw if raw.isdigit() else "".join(filter(str.isdigit, raw))
