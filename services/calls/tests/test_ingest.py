@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import random
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from telecrm.calls.v1 import call_log_events_pb2 as record_pb
 from telecrm.events.v1 import call_events_pb2 as ev
 from telecrm_calls import repository
-from telecrm_calls.models import Call, CallEventRow
+from telecrm_calls.models import Call, CallEventRow, CallParty, OutboxMessage
+from telecrm_calls.record_events import call_proto
 from telecrm_calls.service import CallLogService, build_record
 from telecrm_calls.testing import T0, CallScript, record_values
 from telecrm_common.db import Database
+from telecrm_common.events import decode_call_record_event
 
 
 async def _stored(db: Database, call_id: str) -> dict[str, object]:
@@ -109,6 +112,60 @@ async def test_concurrent_writers_of_the_same_calls_lose_nothing(db: Database) -
 
     for call_id, events in calls.items():
         assert await _stored(db, call_id) == record_values(build_record(events)), call_id
+
+
+async def test_record_events_carry_each_record_as_stored(db: Database) -> None:
+    """Ingestion builds the ``calls.record.*`` event from the fold and what the upsert returned (the
+    row is not read back): whatever the replicas, order, duplicates and batches, each ended call's
+    events count its revisions from 1 and the last one carries the row as it is in the database."""
+    replica_a = CallLogService(db, cursor_secret="s")
+    replica_b = CallLogService(db, cursor_secret="s")
+    calls = {
+        f"i-pub-{n}": CallScript(f"i-pub-{n}", employee_id=f"emp-{n % 3}", context={"task_id": f"t-{n}"})
+        for n in range(24)
+    }
+    events = {call_id: script.answered_call() for call_id, script in calls.items()}
+    events["i-pub-0"] = CallScript("i-pub-0").missed_call()
+    # An agent fills the form of i-pub-1 while it rings: its notes and links stay, and are published.
+    await replica_a.ingest(events["i-pub-1"][:1])
+    async with db.session() as session:
+        await session.execute(
+            update(Call)
+            .where(Call.call_id == "i-pub-1")
+            .values(links_edited=True, task_id="agent-task", reason="Order", notes_version=1)
+        )
+    rng = random.Random(5)
+    mixed = [e for call_events in events.values() for e in call_events]
+    mixed += rng.sample(mixed, 20)  # redelivered
+    rng.shuffle(mixed)
+    half = len(mixed) // 2
+    await asyncio.gather(
+        *(replica_a.ingest(mixed[i : i + 9]) for i in range(0, half, 9)),
+        *(replica_b.ingest(mixed[i : i + 4]) for i in range(half, len(mixed), 4)),
+    )
+
+    async with db.session() as session:
+        rows = (await session.scalars(select(OutboxMessage).order_by(OutboxMessage.seq))).all()
+        stored = {call.call_id: call for call in (await session.scalars(select(Call))).all()}
+        parties = (await session.execute(select(CallParty.call_id, CallParty.employee_id))).all()
+    published: dict[str, list[record_pb.CallRecordEvent]] = {}
+    for row in rows:
+        if row.subject.startswith("calls.record."):
+            event = decode_call_record_event(row.subject, row.payload)
+            record = getattr(event, event.WhichOneof("kind") or "created")
+            published.setdefault(record.call_id, []).append(event)
+    assert sorted(published) == sorted(events)
+    for call_id, call_events in published.items():
+        assert [e.revision for e in call_events] == list(range(1, len(call_events) + 1)), call_id
+        assert stored[call_id].published_revision == len(call_events)
+        employees = sorted({employee for c, employee in parties if c == call_id and employee})
+        last = call_events[-1]
+        assert getattr(last, last.WhichOneof("kind") or "created") == call_proto(
+            stored[call_id], employee_ids=employees
+        ), call_id
+    last = published["i-pub-1"][-1]
+    agent_edited = getattr(last, last.WhichOneof("kind") or "created")
+    assert (agent_edited.notes.task_id, agent_edited.notes.reason) == ("agent-task", "Order")
 
 
 async def test_load_events_of_unknown_calls_is_empty(db: Database) -> None:

@@ -26,7 +26,8 @@ from telecrm_calls.models import (
     UTCDateTime,
 )
 from telecrm_calls.records import Audience
-from telecrm_calls.repository import newest_first_page
+from telecrm_calls.repository import locks_to_take, newest_first_page
+from telecrm_common.db import one_of
 
 # The class id of the advisory locks on numbers (two-int4 keys: a key space apart from the call locks).
 NUMBER_LOCK_CLASS = 0x6D63  # "mc"
@@ -56,12 +57,15 @@ async def lock_numbers(session: AsyncSession, keys: Collection[str]) -> None:
     """
     if session.get_bind().dialect.name != "postgresql" or not keys:
         return
+    wanted = locks_to_take(session, "numbers_locked", keys)
+    if not wanted:
+        return
     await session.execute(
         text(
             "SELECT pg_advisory_xact_lock(:class_id, hashtext(k)) "
             "FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS t(k, n) ORDER BY n"
         ),
-        {"class_id": NUMBER_LOCK_CLASS, "keys": sorted(keys)},
+        {"class_id": NUMBER_LOCK_CLASS, "keys": wanted},
     )
 
 
@@ -154,7 +158,8 @@ async def keys_with_items(session: AsyncSession, keys: Collection[str]) -> set[s
     """Those of the number keys that have items (open or resolved)."""
     if not keys:
         return set()
-    stmt = select(MissedCall.number_key).where(MissedCall.number_key.in_(keys)).distinct()
+    dialect = session.get_bind().dialect.name
+    stmt = select(MissedCall.number_key).where(one_of(MissedCall.number_key, keys, dialect)).distinct()
     return set((await session.scalars(stmt)).all())
 
 
@@ -167,7 +172,7 @@ async def members_of_calls(
     stmt = (
         select(MissedCallMember, MissedCall.number_key)
         .join(MissedCall, MissedCall.id == MissedCallMember.item_id)
-        .where(MissedCallMember.call_id.in_(call_ids))
+        .where(one_of(MissedCallMember.call_id, call_ids, session.get_bind().dialect.name))
     )
     return [(member, key) for member, key in await session.execute(stmt)]
 
@@ -175,7 +180,8 @@ async def members_of_calls(
 async def items_resolved_by(session: AsyncSession, call_ids: Collection[str]) -> list[MissedCall]:
     if not call_ids:
         return []
-    stmt = select(MissedCall).where(MissedCall.resolving_call_id.in_(call_ids))
+    dialect = session.get_bind().dialect.name
+    stmt = select(MissedCall).where(one_of(MissedCall.resolving_call_id, call_ids, dialect))
     return list((await session.scalars(stmt)).all())
 
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Row
@@ -40,6 +41,12 @@ from telecrm_common.telephony import (
 )
 from telecrm_common.timestamps import timestamp_message as timestamp_message
 
+if TYPE_CHECKING:
+    from telecrm_calls.records import CallRecord
+
+CallRow = Call | Row[Any] | SimpleNamespace
+"""A ``calls`` row: an entity, a row a query returned, or a record merged with its upsert's columns."""
+
 ENDED = "ended"
 CREATED = "created"
 UPDATED = "updated"
@@ -53,6 +60,20 @@ CHANGED_NOTES = "notes"  # reason, result, comment (and with them the links: the
 CHANGED_LINKS = "links"  # contact, task or ticket
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _stamp(value: datetime | None) -> Timestamp | None:
+    """:func:`timestamp_message` by arithmetic (protobuf's ``FromDatetime`` goes through a time tuple,
+    several times slower, and a record event has up to a dozen times); a naive value is UTC there too."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    delta = value - _EPOCH
+    return Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
+
+
 def _parse_time(value: Any) -> Timestamp | None:
     """A time of the legs / transfers JSON (ISO 8601 text; naive is UTC); None when absent or unreadable."""
     if not isinstance(value, str) or not value:
@@ -61,7 +82,7 @@ def _parse_time(value: Any) -> Timestamp | None:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return timestamp_message(parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC))
+    return _stamp(parsed)
 
 
 def _text(value: Any) -> str:
@@ -94,14 +115,14 @@ def _unique(values: Iterable[str | None]) -> list[str]:
     return list(dict.fromkeys(value for value in values if value))
 
 
-def involved_employees(call: Call | Row[Any]) -> list[str]:
+def involved_employees(call: CallRow) -> list[str]:
     """The employees a row names: the call's own, then those of its legs (first seen first)."""
     legs = call.legs or []
     return _unique([call.employee_id, *(_text(leg.get("employee_id")) for leg in legs)])
 
 
 def call_proto(
-    call: Call | Row[Any], *, has_recording: bool | None = None, employee_ids: Sequence[str] | None = None
+    call: CallRow, *, has_recording: bool | None = None, employee_ids: Sequence[str] | None = None
 ) -> calls_pb2.Call:
     """The protobuf of a call record (gRPC answers and record events).
 
@@ -121,9 +142,9 @@ def call_proto(
         line=call.line or "",
         extension=call.extension or "",
         employee_id=call.employee_id or "",
-        started_at=timestamp_message(call.started_at),
-        answered_at=timestamp_message(call.answered_at),
-        ended_at=timestamp_message(call.ended_at),
+        started_at=_stamp(call.started_at),
+        answered_at=_stamp(call.answered_at),
+        ended_at=_stamp(call.ended_at),
         ring_ms=min(call.ring_ms or 0, UINT32_MAX),
         talk_ms=min(call.talk_ms or 0, UINT32_MAX),
         disposition=DISPOSITION_BY_NAME.get(call.disposition or "", ev.DISPOSITION_UNSPECIFIED),
@@ -149,7 +170,7 @@ def call_proto(
             ticket_id=call.ticket_id or "",
         ),
         notes_version=min(call.notes_version or 0, UINT32_MAX),
-        notes_updated_at=timestamp_message(call.notes_updated_at),
+        notes_updated_at=_stamp(call.notes_updated_at),
         notes_updated_by=call.notes_updated_by or "",
         employee_ids=involved_employees(call) if employee_ids is None else _unique(employee_ids),
     )
@@ -193,8 +214,21 @@ def record_event_row(
     return record_event_of_revision(call, revision, changed=changed, employee_ids=employee_ids)
 
 
+def record_event_of_upsert(
+    record: CallRecord, upserted: Row[Any], *, changed: Sequence[str], employee_ids: Sequence[str]
+) -> dict[str, Any]:
+    """The outbox row of an ended call's record just upserted: the record as folded, with what the
+    upsert returned of the row (:data:`telecrm_calls.repository.UPSERT_RETURNS`: the revision, the
+    notes and links kept from agents' edits), so the row need not be read back."""
+    call = SimpleNamespace(**record.row())
+    call.__dict__.update(upserted._mapping)
+    return record_event_of_revision(
+        call, upserted.published_revision, changed=changed, employee_ids=employee_ids
+    )
+
+
 def record_event_of_revision(
-    call: Call | Row[Any],
+    call: CallRow,
     revision: int,
     *,
     changed: Sequence[str],
@@ -206,7 +240,7 @@ def record_event_of_revision(
     event_id = record_event_id(call.call_id, revision)
     event = record_pb.CallRecordEvent(
         event_id=event_id,
-        occurred_at=timestamp_message(utcnow()),
+        occurred_at=_stamp(utcnow()),
         revision=revision,
         changed=[] if kind == CREATED else list(dict.fromkeys(changed)),
     )

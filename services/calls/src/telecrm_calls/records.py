@@ -227,9 +227,10 @@ def build_record(events: Iterable[ev.CallEvent]) -> CallRecord:
         kept = unique.get(event.event_id)
         if kept is None or _tiebreak(event) < _tiebreak(kept):
             unique[event.event_id] = event
+    # Each event's time and kind, read once (the fold asks for them again and again).
+    at = {event_id: timestamp(event.occurred_at) for event_id, event in unique.items()}
     keyed = sorted(
-        ((event.sequence, timestamp(event.occurred_at) or EPOCH, event.event_id), event)
-        for event in unique.values()
+        ((event.sequence, at[event_id] or EPOCH, event_id), event) for event_id, event in unique.items()
     )
     ordered = [event for _, event in keyed]
     if not ordered:
@@ -238,9 +239,13 @@ def build_record(events: Iterable[ev.CallEvent]) -> CallRecord:
     if len(call_ids) != 1:
         raise ValueError(f"events of several calls folded together: {sorted(call_ids)}")
     header = _Header.of(ordered)
+    kinds = [event.WhichOneof("kind") for event in ordered]
+    by_kind: dict[str | None, list[ev.CallEvent]] = {}
+    for event, which in zip(ordered, kinds, strict=True):
+        by_kind.setdefault(which, []).append(event)
 
     def kind(name: str) -> list[ev.CallEvent]:
-        return [event for event in ordered if event.WhichOneof("kind") == name]
+        return by_kind.get(name, [])
 
     offered, answered, ended = kind("offered"), kind("answered"), kind("ended")
     last_ended = ended[-1].ended if ended else None
@@ -248,17 +253,17 @@ def build_record(events: Iterable[ev.CallEvent]) -> CallRecord:
     direction_value = header.direction
     direction = DIRECTION_NAMES.get(direction_value) if direction_value is not None else None
 
-    offered_at = _min(timestamp(event.occurred_at) for event in offered)
+    offered_at = _min(at[event.event_id] for event in offered)
     repeated_start = _min(
         [timestamp(event.answered.started_at) for event in answered]
         + [timestamp(event.ended.started_at) for event in ended]
     )
-    started_at = offered_at or repeated_start or _min(timestamp(e.occurred_at) for e in ordered) or EPOCH
+    started_at = offered_at or repeated_start or _min(at.values()) or EPOCH
 
-    answered_at = _min(timestamp(event.occurred_at) for event in answered)
+    answered_at = _min(at[event.event_id] for event in answered)
     if answered_at is None and last_ended is not None:
         answered_at = timestamp(last_ended.answered_at)
-    ended_at = timestamp(ended[-1].occurred_at) if ended else None
+    ended_at = at[ended[-1].event_id] if ended else None
 
     was_answered = bool(answered) or answered_at is not None
     disposition_value: ev.Disposition.ValueType = ev.DISPOSITION_UNSPECIFIED
@@ -298,11 +303,12 @@ def build_record(events: Iterable[ev.CallEvent]) -> CallRecord:
 
     context = header.context
 
-    legs = _legs(ordered, answered_at=answered_at if was_answered else None, ended_at=ended_at,
+    leg_events = [(e, which) for e, which in zip(ordered, kinds, strict=True) if which in _LEG_KINDS]
+    legs = _legs(leg_events, at, answered_at=answered_at if was_answered else None, ended_at=ended_at,
                  answered_extension=answered_extension, disposition=disposition)  # fmt: skip
     transfers = [
         {
-            "at": _iso(timestamp(event.occurred_at)),
+            "at": _iso(at[event.event_id]),
             "from_extension": event.transferred.from_extension or None,
             "to_extension": event.transferred.to_extension or None,
             "to_number": event.transferred.to_number or None,
@@ -366,8 +372,12 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+_LEG_KINDS = frozenset(("ringing", "answered", "leg_ended"))
+
+
 def _legs(
-    ordered: list[ev.CallEvent],
+    events: Sequence[tuple[ev.CallEvent, str | None]],
+    at: dict[str, datetime | None],
     *,
     answered_at: datetime | None,
     ended_at: datetime | None,
@@ -381,12 +391,9 @@ def _legs(
     ``answered``; when another leg answered, ``cancelled``; when nobody did, the call's disposition.
     """
     legs: list[dict[str, str | None]] = []
-    for event in ordered:
-        which = event.WhichOneof("kind")
-        if which not in ("ringing", "answered", "leg_ended"):
-            continue
-        part = getattr(event, which)
-        occurred = timestamp(event.occurred_at)
+    for event, which in events:  # the ringing, answered and leg_ended events, in order, with their kind
+        part = getattr(event, which or "")
+        occurred = at[event.event_id]
         if not part.extension or (ended_at is not None and occurred is not None and occurred > ended_at):
             continue  # a leg reported after the call ended does not reopen it
         leg = _find_leg(legs, part.leg_id, part.extension)
@@ -396,13 +403,13 @@ def _legs(
             legs.append(leg)
         leg["leg_id"] = leg["leg_id"] or part.leg_id or None
         leg["employee_id"] = part.employee_id or leg["employee_id"]
-        at = _iso(occurred)
+        when = _iso(occurred)
         if which == "ringing":
-            leg["rang_at"] = min(filter(None, (leg["rang_at"], at)), default=None)
+            leg["rang_at"] = min(filter(None, (leg["rang_at"], when)), default=None)
         elif which == "answered":
-            leg["answered_at"], leg["disposition"] = at, "answered"
+            leg["answered_at"], leg["disposition"] = when, "answered"
         else:
-            leg["ended_at"] = at
+            leg["ended_at"] = when
             leg["disposition"] = DISPOSITION_NAMES.get(event.leg_ended.disposition) or leg["disposition"]
     for leg in legs:
         if leg["disposition"] is not None:

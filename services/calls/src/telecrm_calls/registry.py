@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from telecrm_calls.models import Contact, Employee, Number
 from telecrm_calls.records import CallRecord
+from telecrm_common.db import one_of
 from telecrm_common.telephony import digits
 
 
@@ -65,10 +66,11 @@ async def load_view(session: AsyncSession, records: Sequence[CallRecord]) -> Reg
             d for d in (digits(record.caller_number or ""), digits(record.callee_number or "")) if d
         )
 
+    dialect = session.get_bind().dialect.name  # arrays on PostgreSQL: one prepared statement per query
     registered: dict[str, str | None] = {}
     if extensions:
         stmt = select(Number.number, Number.employee_id).where(
-            Number.kind == "internal", Number.number.in_(sorted(extensions))
+            Number.kind == "internal", one_of(Number.number, extensions, dialect)
         )
         registered = {number: employee for number, employee in await session.execute(stmt)}
     employee_ids.update(e for e in registered.values() if e)
@@ -76,7 +78,7 @@ async def load_view(session: AsyncSession, records: Sequence[CallRecord]) -> Reg
     teams: dict[str, str | None] = {}
     if employee_ids:
         stmt_teams = select(Employee.employee_id, Employee.team_id).where(
-            Employee.employee_id.in_(sorted(employee_ids)), Employee.deleted.is_(False)
+            one_of(Employee.employee_id, employee_ids, dialect), Employee.deleted.is_(False)
         )
         teams = {employee: team for employee, team in await session.execute(stmt_teams)}
 
@@ -88,7 +90,7 @@ async def load_view(session: AsyncSession, records: Sequence[CallRecord]) -> Reg
             .where(
                 Number.kind == "contact",
                 Contact.deleted.is_(False),
-                or_(Number.e164.in_(sorted(e164s)), Number.digits.in_(sorted(number_digits))),
+                or_(one_of(Number.e164, e164s, dialect), one_of(Number.digits, number_digits, dialect)),
             )
         )
         owners: dict[str, set[str]] = defaultdict(set)

@@ -28,7 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from telecrm_calls.models import Call, CallEventRow, CallParty, Employee, Recording, UTCDateTime, utcnow
-from telecrm_calls.records import LINK_COLUMNS, Audience
+from telecrm_calls.records import LINK_COLUMNS, RECORD_COLUMNS, Audience
+from telecrm_common.db import insert_unnest, one_of
 
 Keyset = tuple[datetime, str]
 """A position in a newest-first list: (time, id) of the last row of the previous page."""
@@ -58,7 +59,29 @@ class CallFilters:
 
 def _insert(session: AsyncSession) -> Any:
     """The dialect's INSERT construct (both have ``on_conflict_do_nothing/update``)."""
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return postgresql.insert if _is_postgresql(session) else sqlite.insert
+
+
+def _is_postgresql(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+def locks_to_take(session: AsyncSession, kind: str, keys: Collection[str]) -> list[str]:
+    """Those of ``keys`` whose ``kind`` of lock this transaction does not hold yet, sorted; they are
+    then counted as held (the caller takes them). Ingestion locks a batch's numbers up front and
+    missed-call tracking asks again for them: a statement saved when it holds them all."""
+    transaction = session.get_transaction()
+    memo = session.info.get(kind)
+    if memo is None or memo[0] is not transaction:  # a new transaction: its locks start from none
+        memo = session.info[kind] = (transaction, set())
+    held: set[str] = memo[1]
+    wanted = sorted(set(keys) - held)
+    held.update(wanted)
+    return wanted
 
 
 async def lock_calls(session: AsyncSession, call_ids: Collection[str]) -> None:
@@ -71,12 +94,15 @@ async def lock_calls(session: AsyncSession, call_ids: Collection[str]) -> None:
     """
     if session.get_bind().dialect.name != "postgresql" or not call_ids:
         return
+    wanted = locks_to_take(session, "calls_locked", call_ids)
+    if not wanted:
+        return
     await session.execute(
         text(
             "SELECT pg_advisory_xact_lock(hashtextextended(id, 0)) "
             "FROM unnest(CAST(:ids AS text[])) WITH ORDINALITY AS t(id, n) ORDER BY n"
         ),
-        {"ids": sorted(call_ids)},
+        {"ids": wanted},
     )
 
 
@@ -85,9 +111,20 @@ async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     if not rows:
         return set()
     now = utcnow()
+    table = CallEventRow.__table__
+    if _is_postgresql(session):
+        # One statement with a column per array, the same text whatever the batch size.
+        inserted = await insert_unnest(
+            session,
+            table,  # type: ignore[arg-type]
+            rows,
+            computed={"received_at": ":now"},
+            params={"now": now},
+            suffix="ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+        )
+        return set(inserted.scalars().all())
     # Parameters as a list (executemany with RETURNING, "insertmanyvalues"): one cached statement
     # whatever the batch size, where .values([...]) compiles anew for every size.
-    table = CallEventRow.__table__
     # The Core table, not the entity: the ORM's bulk insert processed every row in Python again.
     stmt = (
         _insert(session)(table)
@@ -98,10 +135,20 @@ async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     return set(result.scalars().all())
 
 
-async def load_events(session: AsyncSession, call_ids: Collection[str]) -> dict[str, list[bytes]]:
-    """The stored payloads of every event of the given calls."""
+async def load_events(
+    session: AsyncSession, call_ids: Collection[str], *, skip: Collection[str] = ()
+) -> dict[str, list[bytes]]:
+    """The stored payloads of every event of the given calls but those of the ``skip`` event ids (the
+    ones the caller holds decoded already)."""
     result: dict[str, list[bytes]] = defaultdict(list)
-    stmt = select(CallEventRow.call_id, CallEventRow.payload).where(CallEventRow.call_id.in_(call_ids))
+    if not call_ids:
+        return result
+    dialect = _dialect(session)
+    stmt = select(CallEventRow.call_id, CallEventRow.payload).where(
+        one_of(CallEventRow.call_id, call_ids, dialect)
+    )
+    if skip:
+        stmt = stmt.where(~one_of(CallEventRow.event_id, skip, dialect))
     for call_id, payload in await session.execute(stmt):
         result[call_id].append(payload)
     return result
@@ -111,12 +158,50 @@ async def previous_states(session: AsyncSession, call_ids: Collection[str]) -> d
     """The stored state (ringing, answered, ended) of those of the calls that have a record."""
     if not call_ids:
         return {}
-    stmt = select(Call.call_id, Call.state).where(Call.call_id.in_(sorted(call_ids)))
+    stmt = select(Call.call_id, Call.state).where(one_of(Call.call_id, call_ids, _dialect(session)))
     return {call_id: state for call_id, state in await session.execute(stmt)}
 
 
+# What an upsert returns of each call: what the fold does not compute (the revision to publish, the
+# recording flag, the links and notes an agent may have edited). With the record, the whole row.
+UPSERT_RETURNS = (
+    "call_id", "published_revision", "recorded", "contact_id", "task_id", "ticket_id", "reason",
+    "result", "comment", "notes_version", "notes_updated_at", "notes_updated_by",
+)  # fmt: skip
+
+
+def _upsert_set_sql() -> str:
+    """The ``ON CONFLICT`` clause of the PostgreSQL upsert (the rules of :func:`upsert_calls`)."""
+    assigned = [
+        f"{name} = excluded.{name}" for name in RECORD_COLUMNS if name not in ("call_id", *LINK_COLUMNS)
+    ]
+    assigned += [
+        f"{name} = CASE WHEN calls.links_edited THEN calls.{name} "
+        f"ELSE coalesce(excluded.{name}, calls.{name}) END"
+        for name in LINK_COLUMNS
+    ]
+    assigned += [
+        "updated_at = excluded.updated_at",
+        "recorded = calls.recorded OR excluded.recorded",
+        "published_revision = CASE WHEN excluded.state = 'ended' "
+        "THEN coalesce(calls.published_revision, 0) + 1 ELSE calls.published_revision END",
+    ]
+    return f"ON CONFLICT (call_id) DO UPDATE SET {', '.join(assigned)} RETURNING {', '.join(UPSERT_RETURNS)}"
+
+
+_UPSERT_SET_SQL = _upsert_set_sql()
+_UPSERT_COMPUTED = {
+    # A recording may have arrived before the record.
+    "recorded": "EXISTS (SELECT 1 FROM call_recordings r WHERE r.call_id = t.call_id)",
+    "published_revision": "CASE WHEN t.state = 'ended' THEN 1 ELSE 0 END",
+    "created_at": ":now",
+    "updated_at": ":now",
+}
+
+
 async def upsert_calls(session: AsyncSession, records: Sequence[CallRecord]) -> dict[str, Row[Any]]:
-    """Insert or replace the call records and return the rows as they now are, by call id.
+    """Insert or replace the call records; returns, by call id, the :data:`UPSERT_RETURNS` columns of
+    the rows as they now are.
 
     Only the columns the fold computes are written (``created_at`` and the notes are kept), the links
     (contact, task, ticket) only until an agent edited them. ``recorded`` is set when a recording is
@@ -126,6 +211,17 @@ async def upsert_calls(session: AsyncSession, records: Sequence[CallRecord]) -> 
     if not records:
         return {}
     now = utcnow()
+    table = Call.__table__
+    if _is_postgresql(session):
+        upserted = await insert_unnest(
+            session,
+            table,  # type: ignore[arg-type]
+            [r.row() for r in records],
+            computed=_UPSERT_COMPUTED,
+            params={"now": now},
+            suffix=_UPSERT_SET_SQL,
+        )
+        return {row.call_id: row for row in upserted}
     call_ids = [r.call_id for r in records]
     has_recording = set(
         (await session.scalars(select(Recording.call_id).where(Recording.call_id.in_(call_ids)))).all()
@@ -140,7 +236,6 @@ async def upsert_calls(session: AsyncSession, records: Sequence[CallRecord]) -> 
         }
         for r in records
     ]
-    table = Call.__table__
     # The Core table, not the ORM entity: an executemany without the ORM's bulk-persistence overhead.
     insert = _insert(session)(table)
     keep = {"call_id", "created_at"}
@@ -154,22 +249,28 @@ async def upsert_calls(session: AsyncSession, records: Sequence[CallRecord]) -> 
         (insert.excluded.state == "ended", func.coalesce(table.c.published_revision, 0) + 1),
         else_=table.c.published_revision,
     )
-    stmt = insert.on_conflict_do_update(index_elements=[table.c.call_id], set_=set_).returning(*table.c)
+    stmt = insert.on_conflict_do_update(index_elements=[table.c.call_id], set_=set_).returning(
+        *(table.c[name] for name in UPSERT_RETURNS)
+    )
     return {row.call_id: row for row in await session.execute(stmt, rows)}
 
 
 async def delete_calls(session: AsyncSession, call_ids: Collection[str]) -> None:
     """Remove the records (and parties) of calls the call rules no longer log."""
     if call_ids:
-        await session.execute(delete(CallParty).where(CallParty.call_id.in_(sorted(call_ids))))
-        await session.execute(delete(Call).where(Call.call_id.in_(sorted(call_ids))))
+        dialect = _dialect(session)
+        await session.execute(delete(CallParty).where(one_of(CallParty.call_id, call_ids, dialect)))
+        await session.execute(delete(Call).where(one_of(Call.call_id, call_ids, dialect)))
 
 
 async def replace_parties(session: AsyncSession, records: Sequence[CallRecord]) -> None:
     """Write who each call involved (call_parties), replacing what was there."""
     if not records:
         return
-    await session.execute(delete(CallParty).where(CallParty.call_id.in_([r.call_id for r in records])))
+    dialect = _dialect(session)
+    await session.execute(
+        delete(CallParty).where(one_of(CallParty.call_id, [r.call_id for r in records], dialect))
+    )
     rows = [
         {
             "call_id": record.call_id,
@@ -182,7 +283,11 @@ async def replace_parties(session: AsyncSession, records: Sequence[CallRecord]) 
         for record in records
         for party in record.parties
     ]
-    if rows:
+    if not rows:
+        return
+    if dialect == "postgresql":
+        await insert_unnest(session, CallParty.__table__, rows)  # type: ignore[arg-type]
+    else:
         await session.execute(CallParty.__table__.insert(), rows)  # type: ignore[attr-defined]
 
 

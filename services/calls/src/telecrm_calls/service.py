@@ -157,11 +157,18 @@ class CallLogService:
                 new = await repository.insert_events(session, [event_row(e) for e in calls.values()])
                 result.stored = len(new)
                 result.duplicates += len(calls) - len(new)
-                touched = sorted({calls[event_id].call_id for event_id in new})
+                fresh: dict[str, list[ev.CallEvent]] = {}
+                for event_id in new:
+                    event = calls[event_id]
+                    fresh.setdefault(event.call_id, []).append(event)
+                touched = sorted(fresh)
                 if touched:
-                    payloads = await repository.load_events(session, touched)
+                    # The events just stored are in hand: only the calls' other events are read back.
+                    payloads = await repository.load_events(session, touched, skip=new)
                     folded = [
-                        build_record(ev.CallEvent.FromString(payload) for payload in payloads[call_id])
+                        build_record(
+                            [*fresh[call_id], *map(ev.CallEvent.FromString, payloads.get(call_id, ()))]
+                        )
                         for call_id in touched
                     ]
                     view = await registry.load_view(session, folded)
@@ -174,9 +181,9 @@ class CallLogService:
                     result.calls = [record.call_id for record in records]
                     # Ended calls publish their record, the revision the upsert gave them.
                     staged = [
-                        record_events.record_event_of_revision(
+                        record_events.record_event_of_upsert(
+                            r,
                             upserted[r.call_id],
-                            upserted[r.call_id].published_revision,
                             changed=["record"],
                             employee_ids=sorted({p.employee_id for p in r.parties if p.employee_id}),
                         )
