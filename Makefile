@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help env proto lint typecheck check test test-unit test-e2e test-deps run call bench clean
+.PHONY: help env proto lint typecheck check test test-unit test-e2e test-deps run call bench screenshots clean
 
 help: ## Show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-11s %s\n", $$1, $$2}'
@@ -35,12 +35,12 @@ lint: proto ## ruff (lint and format check)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: proto ## mypy over every service
-	$(VENV)/bin/mypy services/common/src services/calls/src services/sip-gateway/src services/crm/src services/messaging/src services/queue/src deploy/local/src
+	$(VENV)/bin/mypy services/common/src services/calls/src services/sip-gateway/src services/crm/src services/messaging/src services/queue/src services/web/src deploy/local/src
 
 check: lint typecheck ## lint and type-check
 
-test-deps: ## Install the system packages the tests need (sipp), or say which are missing
-	@tools/ensure_system_packages.sh sipp:sip-tester
+test-deps: ## Install the system packages the tests need (sipp, kamailio, chromium), or say which are missing
+	@tools/ensure_system_packages.sh sipp:sip-tester kamailio:kamailio chromium:chromium
 
 test: proto test-deps check ## Lint, type-check, then run every test (PostgreSQL when TEST_DATABASE_URL is set)
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -59,6 +59,9 @@ call: env ## Place one real SIP call against the running gateway (make call EXT=
 
 bench: proto test-deps ## Run the benchmarks and print their table (BENCH_ARGS="--only bus --calls 5000")
 	$(PY) -m tests.bench $(BENCH_ARGS)
+
+screenshots: proto test-deps ## Start the suite, place two calls and save PNGs of the agent desktop under var/screenshots/
+	$(PY) services/web/tools/screenshots.py
 
 clean: ## Remove the environment, generated code and local data
 	rm -rf $(VENV) $(TOOLS) var services/common/src/telecrm .pytest_cache .mypy_cache .ruff_cache

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure the system programs the tests drive are installed.
+# Make sure the system programs the tests drive are installed (sipp, kamailio...).
 # Arguments: program:debian-package ... Installs through apt-get when a program is missing and we may
 # (root, or sudo without a password); otherwise names the packages and fails.
 set -euo pipefail
@@ -7,7 +7,9 @@ missing=()
 for pair in "$@"; do
   program=${pair%%:*}
   package=${pair##*:}
-  command -v "$program" >/dev/null 2>&1 || missing+=("$package")
+  # Daemons (kamailio) live in /usr/sbin, which a normal user's PATH may not hold.
+  command -v "$program" >/dev/null 2>&1 || [ -x "/usr/sbin/$program" ] || [ -x "/sbin/$program" ] \
+    || missing+=("$package")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -55,6 +55,7 @@ SERVICES = (
     ServiceSpec("messaging", "telecrm_messaging", "MESSAGING_", 8030, 50080),
     ServiceSpec("queue", "telecrm_queue", "QUEUE_", 8040, 50090),
     ServiceSpec("sip-gateway", "telecrm_gateway", "GATEWAY_", 8000, 50050, has_database=False),
+    ServiceSpec("web", "telecrm_web", "WEB_", 8080, 50100, has_database=False),
 )
 
 ROUTES_TEMPLATE = """\
@@ -137,6 +138,13 @@ class Stack:
                 CRM_BOOTSTRAP_ADMIN_PASSWORD=self.admin_password,
                 CRM_ATTACHMENTS_DIR=str(self.var / "crm-attachments"),
                 CRM_CALLS_GRPC_TARGET=f"127.0.0.1:{self.grpc_ports['calls']}",
+            )
+        if spec.name == "web":
+            env.update(
+                WEB_CRM_URL=f"http://127.0.0.1:{self.http_ports['crm']}",
+                WEB_CALLS_URL=f"http://127.0.0.1:{self.http_ports['calls']}",
+                WEB_CRM_GRPC_TARGET=f"127.0.0.1:{self.grpc_ports['crm']}",
+                WEB_COOKIE_SECURE="false",  # http://127.0.0.1 only: production keeps Secure cookies
             )
         if spec.name == "sip-gateway":
             env.update(
@@ -261,6 +269,8 @@ def banner(stack: Stack) -> str:
         "",
         "telecrm is running. Ctrl-C stops everything.",
         "",
+        f"  agent desktop    http://127.0.0.1:{h['web']}/   "
+        f"(log in as {stack.admin_login} / {stack.admin_password})",
         f"  SIP gateway      sip:127.0.0.1:{stack.sip_port} (UDP and TCP)",
         f"  call log         http://127.0.0.1:{h['calls']}/calls       (API docs: /docs)",
         f"  sip-gateway API  http://127.0.0.1:{h['sip-gateway']}/docs",

@@ -1,0 +1,1 @@
+"""The agent desktop: pages, a JSON API for them and live screen pops (a backend-for-frontend)."""

@@ -1,0 +1,5 @@
+"""``python -m telecrm_web`` serves the agent desktop."""
+
+from telecrm_web.main import run
+
+run()

@@ -1,0 +1,145 @@
+"""`make screenshots`: PNGs of the agent desktop's pages under var/screenshots/.
+
+Starts the suite as `make run` does (its own data under var/screenshots/suite/, made afresh each run,
+so a running `make run` is left alone), adds an agent for the demo employee behind extension 101,
+logs in with headless Chromium (Debian's, through Playwright), places two real SIP calls at 101 (the
+demo customer, then an unknown number) and saves: the log-in page, the desktop with the two stacked
+cards, the call log after the calls, the contacts page with the demo customer, a service ticket of
+theirs, and the desktop in Bulgarian. Stops everything at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from telecrm_devstack import launcher
+from telecrm_devstack.demo_data import CUSTOMER_NUMBER, admin_headers
+
+CHROMIUM = "/usr/bin/chromium"
+UNKNOWN_NUMBER = "+15557770123"
+log = logging.getLogger("screenshots")
+
+
+def add_agent(stack: launcher.Stack) -> tuple[str, str]:
+    """A crm user for emp-101 (Alice, the demo phone that answers); a new login each run."""
+    crm_url = f"http://127.0.0.1:{stack.http_ports['crm']}"
+    headers = admin_headers(crm_url, stack.admin_login, stack.admin_password)
+    login, password = f"alice-{secrets.token_hex(3)}", secrets.token_urlsafe(12)
+    body = {"login": login, "password": password, "roles": ["agent"], "employee_id": "emp-101"}
+    response = httpx.post(f"{crm_url}/users", json=body, headers=headers, timeout=10)
+    response.raise_for_status()
+    return login, password
+
+
+def add_ticket(stack: launcher.Stack) -> str | None:
+    """A service ticket of the demo customer, taken by Alice (emp-101); its id, None if crm refused."""
+    crm_url = f"http://127.0.0.1:{stack.http_ports['crm']}"
+    headers = admin_headers(crm_url, stack.admin_login, stack.admin_password)
+    with httpx.Client(base_url=crm_url, headers=headers, timeout=10) as crm:
+        crm.post("/ticket-series", json={"code": "SRV", "name": "Service", "is_default": True})
+        found = crm.get("/contacts/lookup", params={"number": CUSTOMER_NUMBER.replace(" ", "")}).json()
+        contact = found.get("contact") or {}
+        if not contact.get("contact_id"):
+            log.warning("the demo customer is not in crm: no ticket on the tickets page")
+            return None
+        body = {
+            "client_id": contact["contact_id"],
+            "taken_by_id": "emp-101",
+            "product": "Heat pump HP-9",
+            "description": "Makes a knocking noise at night; the customer asks for a visit.",
+            "priority": "high",
+        }
+        response = crm.post("/tickets", json=body)
+        if response.status_code != 201:
+            log.warning("crm did not take the demo ticket: %s %s", response.status_code, response.text[:200])
+            return None
+        return str(response.json()["id"])
+
+
+def call(root: Path, caller: str, seconds: float) -> subprocess.Popen[bytes]:
+    """`make call` from ``caller`` in the background."""
+    argv = [sys.executable, "-m", "telecrm_devstack.call", "--root", str(root), "--caller", caller]
+    argv += ["--extension", "101", "--seconds", str(seconds)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def shoot(page: Any, out: Path, name: str) -> None:
+    path = out / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"  {path}")
+
+
+def take(stack: launcher.Stack, root: Path, out: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=30_000)  # a call placed by a fresh process takes a while on a busy machine
+    login, password = add_agent(stack)
+    url = f"http://127.0.0.1:{stack.http_ports['web']}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        page = browser.new_page(viewport={"width": 1366, "height": 820}, locale="en-US")
+        page.set_default_timeout(20_000)
+        page.goto(f"{url}/desktop")
+        shoot(page, out, "01-login")
+        page.get_by_label("Login").fill(login)
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Log in").click()
+        expect(page.locator("#live-status")).to_have_text("Live: connected")
+        # One call after the other (the demo phone takes one at a time); both cards stay on the page.
+        known = call(root, CUSTOMER_NUMBER.replace(" ", ""), 3)
+        expect(page.locator("article.card .contact-name")).to_be_visible()
+        known.wait(60)
+        unknown = call(root, UNKNOWN_NUMBER, 3)
+        expect(page.locator("article.card .unknown")).to_be_visible()
+        shoot(page, out, "02-screen-pops")
+        unknown.wait(60)
+        time.sleep(1)
+        page.get_by_role("button", name="Show").click()
+        expect(page.locator("#calls-body tr")).not_to_have_count(0)
+        shoot(page, out, "03-call-log")
+        page.get_by_role("link", name="Contacts").click()
+        page.get_by_role("button", name="Search").click()
+        expect(page.locator("#contacts-body tr")).not_to_have_count(0)
+        page.locator("#contacts-body a").first.click()
+        expect(page.locator("#contact-fields")).not_to_be_empty()
+        shoot(page, out, "04-contacts")
+        ticket_id = add_ticket(stack)
+        page.goto(f"{url}/tickets" + (f"?id={ticket_id}" if ticket_id else ""))
+        expect(page.locator("#tickets-body tr")).not_to_have_count(0)
+        if ticket_id:
+            expect(page.locator("#ticket-notes li")).not_to_have_count(0)
+        shoot(page, out, "05-tickets")
+        page.get_by_role("link", name="Desktop").click()
+        page.get_by_label("Language").select_option("bg")
+        expect(page.locator("html")).to_have_attribute("lang", "bg")
+        shoot(page, out, "06-desktop-bg")
+        browser.close()
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    out = Path.cwd() / "var" / "screenshots"
+    root = out / "suite"
+    shutil.rmtree(root, ignore_errors=True)  # a fresh suite each run (one user per employee in crm)
+    root.mkdir(parents=True, exist_ok=True)
+    stack = launcher.start(root, env={})  # its own NATS and SQLite files, whatever the shell says
+    try:
+        print(f"saving screenshots under {out}:")
+        take(stack, root, out)
+    finally:
+        launcher.stop(stack)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
