@@ -39,8 +39,8 @@ typecheck: proto ## mypy over every service
 
 check: lint typecheck ## lint and type-check
 
-test-deps: ## Install the system packages the tests need (sipp, kamailio, chromium), or say which are missing
-	@tools/ensure_system_packages.sh sipp:sip-tester kamailio:kamailio chromium:chromium
+test-deps: ## Install the system packages the tests need (sipp, kamailio, sipvicious, chromium), or say which are missing
+	@tools/ensure_system_packages.sh sipp:sip-tester kamailio:kamailio svmap:sipvicious chromium:chromium
 
 test: proto test-deps check ## Lint, type-check, then run every test (PostgreSQL when TEST_DATABASE_URL is set)
 	$(PY) -m pytest $(PYTEST_ARGS)

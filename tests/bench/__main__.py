@@ -1,7 +1,7 @@
 """`make bench`: run every benchmark and print one table.
 
-python -m tests.bench [--calls N] [--repeats N] [--only bus|sip|ring|calls-scale|crm-lookup]
-                      [--database-url URL]
+python -m tests.bench [--calls N] [--repeats N] [--only bus|sip|ring|screen-pop|calls-scale|crm-lookup]
+                      [--sip-calls N] [--pop-rate N] [--database-url URL]
 
 --calls is the call lifecycles per bus run for `bus` (default 2000) and the size of the generated call
 log for `calls-scale` (default 10,000,000). `calls-scale` and `crm-lookup` need PostgreSQL
@@ -10,6 +10,8 @@ with --only. `--ingest-rate N` publishes N call lifecycles a second and reports 
 kept up (sustained), instead of publishing at full speed. `crm-lookup` generates (once) a million
 contacts in telecrm_bench_crm and times screen-pop look-ups in-service and over gRPC. `ring` times
 INVITE -> the agent's phone ringing with crm's caller-name look-up fast, slow, silent and cached.
+`screen-pop` times the ringing event on the bus -> the card on the agent's WebSocket (web service).
+`sip` times the gateway pool behind Kamailio with sipp (calls held at once, calls a second).
 """
 
 from __future__ import annotations
@@ -86,7 +88,12 @@ def main() -> None:
         help="call lifecycles per bus run; calls in the calls-scale dataset",
     )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", choices=["bus", "sip", "ring", "calls-scale", "crm-lookup"], default=None)
+    parser.add_argument(
+        "--sip-calls", type=int, default=100, help="sip: concurrent calls the gateway pool is sized for"
+    )
+    parser.add_argument(
+        "--only", choices=["bus", "sip", "ring", "screen-pop", "calls-scale", "crm-lookup"], default=None
+    )
     parser.add_argument(
         "--database-url",
         default=None,
@@ -124,6 +131,13 @@ def main() -> None:
         "--contacts", type=int, default=None, help="crm-lookup: contacts in the dataset (default 1,000,000)"
     )
     parser.add_argument("--lookup-runs", type=int, default=2000, help="crm-lookup: look-ups timed per case")
+    parser.add_argument("--pop-rate", type=float, default=20.0, help="screen-pop: new calls a second")
+    parser.add_argument(
+        "--pop-seconds", type=float, default=20.0, help="screen-pop: how long calls are offered"
+    )
+    parser.add_argument(
+        "--pop-agents", type=int, default=20, help="screen-pop: agents logged in, one tab each"
+    )
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be positive (the issue's figures use at least 50)")
@@ -139,7 +153,18 @@ def main() -> None:
     if args.only in (None, "sip"):
         from tests.bench import sip_gateway
 
-        rows += sip_gateway.run(repeats=args.repeats)
+        rows += sip_gateway.run(
+            repeats=args.repeats, calls=args.sip_calls, say=lambda s: print(s, flush=True)
+        )
+    if args.only in (None, "screen-pop"):
+        from tests.bench import screen_pop
+
+        rows += screen_pop.run(
+            rate=args.pop_rate,
+            seconds=args.pop_seconds,
+            agents=args.pop_agents,
+            say=lambda s: print(s, flush=True),
+        )
     if args.only in (None, "ring"):
         from tests.bench import ring_latency
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import ctypes
 import gc
 import itertools
 import logging
@@ -155,6 +156,16 @@ def _concrete(address: str) -> str:
     return "" if address in ("", "0.0.0.0", "::", "[::]") else address
 
 
+def _reseed_pjlib_random() -> None:
+    """Seed libc's rand(), which pjlib draws Call-IDs, tags and branches from, with real entropy.
+
+    pjsua seeds it at start, but gRPC's core seeds it again with a constant when its server starts: every
+    gateway process (each worker of a pool, each restart) would place calls with the same Call-IDs.
+    """
+    _LIBC.srand(int.from_bytes(os.urandom(4), "little"))
+
+
+_LIBC = ctypes.CDLL(None)
 _UNANSWERED = (pj.PJSIP_INV_STATE_INCOMING, pj.PJSIP_INV_STATE_EARLY)
 
 
@@ -688,6 +699,7 @@ class SipEngine:
         prm = self._op_param(0, "", headers, default_settings=True)
         if from_uri:
             prm.txOption.localUri = from_uri
+        _reseed_pjlib_random()
         try:
             call.makeCall(uri, prm)
         except pj.Error as exc:
