@@ -139,6 +139,12 @@ ring_timeout = 20
 extension = "101"
 name = "Main line"
 
+# Every answered call on this line is recorded.
+[lines."+15551230007"]
+extension = "101"
+name = "Recorded line"
+record = true
+
 # A ring group of all three phones: 101 answers, 102 is cancelled, 103 is busy.
 [groups.everyone]
 strategy = "all"
@@ -180,6 +186,8 @@ def suite(
         "CALLS_HTTP_PORT": str(calls_http),
         "CALLS_GRPC_PORT": str(calls_grpc),
         "CALLS_LOG_FORMAT": "text",
+        # The gateway writes recordings here; RecordingReady names them relative to it.
+        "CALLS_RECORDINGS_DIR": str(root / "recordings"),
     }
     gateway_env = {
         "GATEWAY_NATS_URL": nats.url,
@@ -188,6 +196,7 @@ def suite(
         "GATEWAY_SIP_PORT": str(sip_port),
         "GATEWAY_ROUTES_FILE": str(routes),
         "GATEWAY_LOG_FORMAT": "text",
+        "GATEWAY_RECORDINGS_DIR": str(root / "recordings"),
     }
     crm_http = free_port()
     crm_env = {

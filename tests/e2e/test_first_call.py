@@ -124,6 +124,38 @@ def test_a_call_to_a_line_rings_its_extension_and_the_filters_find_it(suite: Sui
         assert httpx.get(f"{suite.calls_url}/calls/{record['call_id']}", timeout=5).status_code == 401
 
 
+def test_a_call_on_a_recorded_line_is_playable_from_the_call_log(suite: Suite) -> None:
+    caller = _caller("25")
+    call(suite, "uac_answered.xml", "+15551230007", caller, duration_ms=TALK_MS)
+    (record,) = suite.wait_for_calls(
+        lambda items: len(items) == 1 and items[0]["state"] == "ended" and items[0]["has_recording"],
+        number=caller,
+    )
+    assert record["line"] == "+15551230007"
+    with suite.calls() as calls:
+        (recording,) = calls.get(f"/calls/{record['call_id']}/recordings").json()["items"]
+        assert recording["content_type"] == "audio/wav"
+        # The file holds the answered part of the call: the talk time, give or take the machine's pace.
+        assert abs(recording["duration_seconds"] - TALK_MS / 1000) < 1.0 + TOLERANCE_S
+        audio = f"/recordings/{recording['recording_id']}/audio"
+        head = calls.get(audio, headers={"Range": "bytes=0-11"})
+        assert head.status_code == 206
+        assert head.content[:4] == b"RIFF"
+        assert head.content[8:12] == b"WAVE"
+        whole = calls.get(audio)
+        assert whole.status_code == 200
+        assert len(whole.content) == recording["size_bytes"]
+        past = calls.get(audio, headers={"Range": f"bytes={recording['size_bytes'] + 10}-"})
+        assert past.status_code == 416
+    # A call on the plain line is not recorded.
+    plain = _caller("26")
+    call(suite, "uac_answered.xml", "+15551230000", plain, duration_ms=300)
+    (unrecorded,) = suite.wait_for_calls(
+        lambda items: len(items) == 1 and items[0]["state"] == "ended", number=plain
+    )
+    assert unrecorded["has_recording"] is False
+
+
 def test_malformed_sip_leaves_no_record_and_the_gateway_keeps_taking_calls(suite: Suite) -> None:
     before = len(suite.list_calls())
     result = run_uac("uac_malformed.xml", "127.0.0.1", suite.sip_port, timeout=60)

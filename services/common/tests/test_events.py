@@ -26,7 +26,17 @@ def event_of_kind(kind: str, **fields: object) -> ev.CallEvent:
 
 def test_every_kind_of_the_proto_has_a_subject() -> None:
     assert sorted(CALL_SUBJECTS) == sorted(KINDS)
-    assert KINDS == ["offered", "ringing", "answered", "held", "resumed", "transferred", "ended", "leg_ended"]
+    assert KINDS == [
+        "offered",
+        "ringing",
+        "answered",
+        "held",
+        "resumed",
+        "transferred",
+        "ended",
+        "leg_ended",
+        "dtmf",
+    ]
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -21,7 +21,17 @@ from telecrm_common.bus import ConsumerSpec, InvalidMessage, StreamSpec
 CALL_SUBJECT_PREFIX = "tel.call"
 CALL_SUBJECTS = {
     kind: f"{CALL_SUBJECT_PREFIX}.{kind}"
-    for kind in ("offered", "ringing", "answered", "held", "resumed", "transferred", "ended", "leg_ended")
+    for kind in (
+        "offered",
+        "ringing",
+        "answered",
+        "held",
+        "resumed",
+        "transferred",
+        "ended",
+        "leg_ended",
+        "dtmf",
+    )
 }
 RECORDING_READY_SUBJECT = "tel.recording.ready"
 # Published by the call log (on the CALLS stream): the member of MissedCallEvent's ``kind`` names it.

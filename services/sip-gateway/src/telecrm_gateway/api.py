@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from enum import StrEnum
+from typing import TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, status
 from fastapi.responses import JSONResponse
@@ -10,13 +12,62 @@ from fastapi.responses import JSONResponse
 from telecrm_common.auth import Access, Principal
 from telecrm_common.health import Check, health_router
 from telecrm_gateway.access import may_dial_from, may_see
+from telecrm_gateway.calls import CallControlError, LiveCall
 from telecrm_gateway.crm_lookup import CrmLookup
 from telecrm_gateway.dialing import DialService
 from telecrm_gateway.errors import CallNotFoundError
 from telecrm_gateway.provider import ProviderCalls
 from telecrm_gateway.provider_api import dial_router, provider_router
-from telecrm_gateway.schemas import ActiveCallOut, ActiveCallsOut, HangupOut
+from telecrm_gateway.schemas import (
+    ActiveCallOut,
+    ActiveCallsOut,
+    ControlOut,
+    DtmfIn,
+    HangupOut,
+    RecordingOut,
+    TransferIn,
+)
 from telecrm_gateway.service import GatewayService
+from telecrm_gateway.sip.engine import DtmfMethod
+
+T = TypeVar("T")
+
+_CONTROL_ERRORS: dict[int | str, dict[str, object]] = {
+    403: {"description": "The call is not one of the user's (agents act on their own calls only)"},
+    404: {"description": "No live call with this id"},
+    409: {"description": "The call is not in a state for this (not answered, not on hold, not recorded...)"},
+    422: {"description": "Bad input (an unknown extension, digits that are not DTMF)"},
+}
+
+
+class RecordAction(StrEnum):
+    START = "start"
+    STOP = "stop"
+    PAUSE = "pause"
+    RESUME = "resume"
+
+
+def _owned_call(gateway: GatewayService, call_id: str, user: Principal) -> LiveCall:
+    """The live call, 404 when there is none, 403 when the user may not act on it."""
+    live = gateway.calls.get(call_id)
+    if live is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no live call with id {call_id}")
+    if not may_see(live, user):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"call {call_id} is not one of your calls")
+    return live
+
+
+async def _control(call_id: str, action: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await action()
+    except CallNotFoundError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no live call with id {call_id}") from None
+    except CallControlError as exc:
+        if exc.kind == "invalid":
+            loc = ["body", exc.field] if exc.field else ["body"]
+            detail = [{"loc": loc, "msg": exc.message, "type": "value_error"}]
+            raise HTTPException(422, detail) from None
+        raise HTTPException(status.HTTP_409_CONFLICT, exc.message) from None
 
 
 def calls_router(gateway: GatewayService, access: Access) -> APIRouter:
@@ -54,6 +105,87 @@ def calls_router(gateway: GatewayService, access: Access) -> APIRouter:
         except CallNotFoundError:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no live call with id {call_id}") from None
         return HangupOut(call_id=call_id)
+
+    @router.post(
+        "/{call_id}/hold",
+        summary="Put the customer on hold (a sendonly re-INVITE); publishes tel.call.held",
+        response_model=ControlOut,
+        responses=_CONTROL_ERRORS,
+    )
+    async def hold(call_id: str, user: Principal = reader) -> ControlOut:
+        _owned_call(gateway, call_id, user)
+        await _control(call_id, lambda: gateway.calls.hold(call_id))
+        return ControlOut(call_id=call_id, status="held")
+
+    @router.post(
+        "/{call_id}/resume",
+        summary="Take the customer back from hold; publishes tel.call.resumed",
+        response_model=ControlOut,
+        responses=_CONTROL_ERRORS,
+    )
+    async def resume(call_id: str, user: Principal = reader) -> ControlOut:
+        _owned_call(gateway, call_id, user)
+        await _control(call_id, lambda: gateway.calls.resume(call_id))
+        return ControlOut(call_id=call_id, status="resumed")
+
+    @router.post(
+        "/{call_id}/transfer",
+        summary="Transfer to another extension: blind, or attended (the customer on hold meanwhile)",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=ControlOut,
+        responses=_CONTROL_ERRORS,
+    )
+    async def transfer(call_id: str, body: TransferIn, user: Principal = reader) -> ControlOut:
+        _owned_call(gateway, call_id, user)
+        await _control(
+            call_id, lambda: gateway.calls.transfer(call_id, body.extension, attended=body.attended)
+        )
+        return ControlOut(call_id=call_id, status="consulting" if body.attended else "transferring")
+
+    @router.post(
+        "/{call_id}/transfer/complete",
+        summary="Attended transfer: hand the customer over to the consulted extension",
+        response_model=ControlOut,
+        responses=_CONTROL_ERRORS,
+    )
+    async def complete_transfer(call_id: str, user: Principal = reader) -> ControlOut:
+        _owned_call(gateway, call_id, user)
+        await _control(call_id, lambda: gateway.calls.complete_transfer(call_id))
+        return ControlOut(call_id=call_id, status="transferred")
+
+    @router.post(
+        "/{call_id}/transfer/cancel",
+        summary="Attended transfer: drop the consulted extension and take the customer back",
+        response_model=ControlOut,
+        responses=_CONTROL_ERRORS,
+    )
+    async def cancel_transfer(call_id: str, user: Principal = reader) -> ControlOut:
+        _owned_call(gateway, call_id, user)
+        await _control(call_id, lambda: gateway.calls.cancel_transfer(call_id))
+        return ControlOut(call_id=call_id, status="resumed")
+
+    @router.post(
+        "/{call_id}/dtmf",
+        summary="Send DTMF digits to the customer (RFC 2833 or SIP INFO)",
+        response_model=ControlOut,
+        responses=_CONTROL_ERRORS,
+    )
+    async def dtmf(call_id: str, body: DtmfIn, user: Principal = reader) -> ControlOut:
+        _owned_call(gateway, call_id, user)
+        method = DtmfMethod(body.method)
+        await _control(call_id, lambda: gateway.calls.send_dtmf(call_id, body.digits, method))
+        return ControlOut(call_id=call_id, status="dtmf_sent")
+
+    @router.post(
+        "/{call_id}/recording/{action}",
+        summary="Start, stop, pause or resume the call's recording (tel.recording.ready once complete)",
+        response_model=RecordingOut,
+        responses=_CONTROL_ERRORS,
+    )
+    async def record(call_id: str, action: RecordAction, user: Principal = reader) -> RecordingOut:
+        _owned_call(gateway, call_id, user)
+        recording = await _control(call_id, lambda: gateway.calls.record(call_id, action.value))
+        return RecordingOut(call_id=call_id, recording_id=recording.recording_id, state=recording.state.value)
 
     return router
 

@@ -34,13 +34,15 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import logging
+import re
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from pathlib import PurePath
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 from telecrm.events.v1 import call_events_pb2 as ev
@@ -48,9 +50,9 @@ from telecrm_gateway import events
 from telecrm_gateway.errors import CallNotFoundError, GatewayError
 from telecrm_gateway.events import CallHeader, EndCause, LegEnd
 from telecrm_gateway.routing import Extension, Route, RoutingTable, Stage, Strategy, contact_at
+from telecrm_gateway.sip.engine import AnyFact, DtmfMethod, LegHold, RecordingDone
 from telecrm_gateway.sip.facts import (
     CallRefused,
-    EngineFact,
     IncomingCall,
     LegAnswered,
     LegEnded,
@@ -58,6 +60,7 @@ from telecrm_gateway.sip.facts import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Header = tuple[str, str]
 CALL_ID_HEADER = "X-Telecrm-Call-Id"
@@ -67,6 +70,7 @@ DEFAULT_DIAL_TIMEOUT = 45.0  # click-to-call: seconds the customer's phone may r
 MAX_DISPLAY_NAME = 64
 # Characters RFC 3261 allows unescaped in the user part of a SIP URI (unreserved + user-unreserved).
 _SIP_USER_SAFE = "-_.!~*'()&=+$,;?/"
+DTMF_DIGITS = re.compile(r"[0-9*#A-Da-d]{1,32}")
 
 
 class SipControl(Protocol):
@@ -93,6 +97,47 @@ class SipControl(Protocol):
     def originate(
         self, leg_id: str, uri: str, from_uri: str = "", headers: Sequence[Header] = ()
     ) -> concurrent.futures.Future[str]: ...
+
+    def hold(self, leg_id: str) -> concurrent.futures.Future[None]: ...
+
+    def resume(self, leg_id: str) -> concurrent.futures.Future[None]: ...
+
+    def send_dtmf(self, leg_id: str, digits: str, method: DtmfMethod) -> concurrent.futures.Future[None]: ...
+
+    def record_start(self, group: str, name: str) -> concurrent.futures.Future[str]: ...
+
+    def record_pause(self, group: str) -> concurrent.futures.Future[None]: ...
+
+    def record_resume(self, group: str) -> concurrent.futures.Future[None]: ...
+
+    def record_stop(self, group: str) -> concurrent.futures.Future[None]: ...
+
+
+class CallControlError(GatewayError):
+    """A control request the call cannot take: ``kind`` is ``conflict`` (not in a state for it: not
+    answered, not recorded...) or ``invalid`` (bad input, ``field`` names it)."""
+
+    def __init__(self, kind: str, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.field = field
+        self.message = message
+
+
+class RecordingState(StrEnum):
+    RECORDING = "recording"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+
+@dataclass
+class Recording:
+    """The recording of a call while it is written (its RecordingReady goes out once it is complete)."""
+
+    recording_id: str
+    call_id: str
+    state: RecordingState = RecordingState.RECORDING
+    path: str = ""
 
 
 class DialRefused(GatewayError):
@@ -200,6 +245,11 @@ class LiveCall:
     refusals: list[tuple[int, str]] = field(default_factory=list)  # final statuses of refusing legs
     caller_ringing: bool = False  # 180 sent to the caller
     click: ClickToCall | None = None  # set for a click-to-call (then there is no inbound leg)
+    held: bool = False  # put on hold over the API (the customer's leg)
+    recording: Recording | None = None
+    transfer_from: AgentLeg | None = None  # a blind transfer in progress: the leg that handed over
+    consult: AgentLeg | None = None  # an attended transfer in progress: the extension consulted
+    attended_transfer: bool = False  # the transfer in progress began attended (completed while ringing)
 
     @property
     def call_id(self) -> str:
@@ -279,6 +329,9 @@ class CallManager:
         self._idle = asyncio.Event()
         self._idle.set()
         self.refused = 0
+        # Where RecordingReady events go (tel.recording.ready); None: recordings are only logged.
+        self.recording_sink: Callable[[ev.RecordingReady], None] | None = None
+        self._recordings: list[Recording] = []  # started, until their file is complete
 
     # --------------------------------------------------------------------------- queries and commands
 
@@ -336,9 +389,421 @@ class CallManager:
             return False
         return True
 
+    # --------------------------------------------------------------------------- call control
+
+    def _answered_call(self, call_id: str) -> LiveCall:
+        call = self.get(call_id)
+        if call is None:
+            raise CallNotFoundError(call_id)
+        if call.state is not CallState.ANSWERED:
+            raise CallControlError("conflict", f"call {call_id} is not answered yet")
+        return call
+
+    @staticmethod
+    def _sides(call: LiveCall) -> tuple[str, str, Extension]:
+        """The customer's leg, the agent's leg and the agent's extension of an answered call."""
+        if call.click is not None:
+            return call.click.customer_leg, call.click.agent_leg, call.click.agent
+        assert call.winner is not None
+        return call.inbound_leg, call.winner.leg_id, call.winner.extension
+
+    @staticmethod
+    def _agent_side(call: LiveCall) -> ev.HangupBy.ValueType:
+        """The party the agent is: the callee of a routed call, the caller of a click-to-call."""
+        return ev.HANGUP_BY_CALLER if call.click is not None else ev.HANGUP_BY_CALLEE
+
+    @staticmethod
+    def _group(call: LiveCall) -> str:
+        """The engine's name for the call's legs together (its first leg)."""
+        return call.click.agent_leg if call.click is not None else call.inbound_leg
+
+    async def hold(self, call_id: str) -> None:
+        """Put the customer on hold (sendonly re-INVITE, audio unbridged); publishes ``held``."""
+        call = self._answered_call(call_id)
+        if call.consult is not None:
+            raise CallControlError(
+                "conflict", f"call {call_id} is in an attended transfer: complete or cancel it"
+            )
+        if call.held:
+            raise CallControlError("conflict", f"call {call_id} is already on hold")
+        customer, _, _ = self._sides(call)
+        await self._command(self._engine.hold(customer))
+        call.held = True
+        by = self._agent_side(call)
+        log.info("call %s: on hold", call_id, extra={"call_id": call_id})
+        self._publish(call, lambda seq: events.held(call.header, sequence=seq, at=self._clock(), by=by))
+
+    async def resume(self, call_id: str) -> None:
+        """Take the customer back from hold; publishes ``resumed``."""
+        call = self._answered_call(call_id)
+        if call.consult is not None:
+            raise CallControlError(
+                "conflict", f"call {call_id} is in an attended transfer: complete or cancel it"
+            )
+        if not call.held:
+            raise CallControlError("conflict", f"call {call_id} is not on hold")
+        customer, _, _ = self._sides(call)
+        await self._command(self._engine.resume(customer))
+        call.held = False
+        by = self._agent_side(call)
+        log.info("call %s: resumed", call_id, extra={"call_id": call_id})
+        self._publish(call, lambda seq: events.resumed(call.header, sequence=seq, at=self._clock(), by=by))
+
+    async def send_dtmf(self, call_id: str, digits: str, method: DtmfMethod = DtmfMethod.RFC2833) -> None:
+        """Send DTMF digits to the customer's side (an IVR, a conference PIN); publishes ``dtmf``."""
+        if not DTMF_DIGITS.fullmatch(digits):
+            raise CallControlError("invalid", "digits: 1 to 32 of 0-9, *, #, A-D", "digits")
+        call = self._answered_call(call_id)
+        customer, _, _ = self._sides(call)
+        await self._command(self._engine.send_dtmf(customer, digits.upper(), method))
+        log.info("call %s: sent DTMF %s (%s)", call_id, digits, method.value, extra={"call_id": call_id})
+        to = ev.HANGUP_BY_CALLEE if call.click is not None else ev.HANGUP_BY_CALLER
+        self._publish(
+            call,
+            lambda seq: events.dtmf(
+                call.header, sequence=seq, at=self._clock(), digits=digits.upper(), method=method.value, to=to
+            ),
+        )
+
+    async def transfer(self, call_id: str, extension: str, *, attended: bool = False) -> None:
+        """Hand a routed, answered call over to ``extension``.
+
+        Blind: the agent's leg is hung up at once and ``extension`` rung for the customer, who hears it
+        ring; ``transferred`` is published when it answers. If it refuses or rings out, the call ends.
+
+        Attended: the customer is put on hold (``held``) and ``extension`` rung for the agent, who talks
+        to it first; :meth:`complete_transfer` (or the agent hanging up) hands the customer over
+        (``resumed``, ``transferred``), :meth:`cancel_transfer` (or the extension refusing, ringing
+        out or hanging up) takes the customer back (``resumed``). It needs a third SIP leg, so only a
+        process that admits one call (``GATEWAY_MAX_CALLS=1``) does it.
+        """
+        call = self._answered_call(call_id)
+        target = self._routes.extension_of(extension)
+        if target is None:
+            raise CallControlError(
+                "invalid", f"extension {extension!r} is not in this gateway's routes", "extension"
+            )
+        if call.click is not None:
+            raise CallControlError("conflict", "a click-to-call cannot be transferred (only routed calls)")
+        if call.transfer_from is not None or call.consult is not None:
+            raise CallControlError("conflict", f"call {call_id} is already being transferred")
+        assert call.winner is not None
+        current = call.winner
+        if target.number == current.extension.number:
+            raise CallControlError("invalid", f"the call is already with extension {extension}", "extension")
+        if attended and len(call.legs) + 1 > self._max_legs:
+            raise CallControlError(
+                "conflict",
+                f"an attended transfer needs a third SIP leg; this process holds {self._max_legs} per call "
+                "(GATEWAY_MAX_CALLS=1 allows it); transfer blind",
+            )
+        if attended:
+            if not call.held:
+                await self.hold(call_id)
+        elif call.held:
+            await self.resume(call_id)
+        leg = AgentLeg(self._engine.new_leg_id(), target, call.stage)
+        call.agent_legs[leg.leg_id] = leg
+        self._track(call, leg.leg_id)
+        log.info(
+            "call %s: %s transfer from %s to %s",
+            call_id,
+            "attended" if attended else "blind",
+            current.extension.number,
+            target.number,
+            extra={"call_id": call_id},
+        )
+        if attended:
+            call.consult = leg
+        else:
+            call.transfer_from = current
+            current.state = LegState.DONE
+            call.winner = leg  # the old leg's BYE no longer ends the call; the new leg's end does
+            self._send(self._engine.hangup(current.leg_id), "hang up the transferring agent")
+        user = quote(call.header.caller.number or "anonymous", safe=_SIP_USER_SAFE)
+        display = agent_display(
+            call.caller_display, f"from {current.extension.name or current.extension.number}"
+        )
+        self._send(
+            self._engine.dial(
+                leg.leg_id,
+                call.inbound_leg,
+                target.contact,
+                f"{_quote(display)} <sip:{user}@{self.from_host}>",
+                [(CALL_ID_HEADER, call.call_id)],
+            ),
+            f"ring extension {target.number} for a transfer",
+        )
+        # Who hears the new extension ring: the customer (blind), or the agent (attended).
+        near = current.leg_id if attended else call.inbound_leg
+        self._send(self._engine.bridge(near, leg.leg_id), "bridge the transfer's audio")
+        leg.timer = asyncio.get_running_loop().call_later(
+            target.ring_timeout, self._on_transfer_timeout, call.call_id, leg.leg_id
+        )
+
+    async def complete_transfer(self, call_id: str) -> None:
+        """Attended transfer: hand the customer over to the extension the agent consulted."""
+        call = self._consulting(call_id)
+        self._complete_consult(call, self._clock())
+
+    async def cancel_transfer(self, call_id: str) -> None:
+        """Attended transfer: drop the consulted extension and take the customer back."""
+        call = self._consulting(call_id)
+        assert call.consult is not None
+        leg = call.consult
+        log.info(
+            "call %s: transfer to %s cancelled", call_id, leg.extension.number, extra={"call_id": call_id}
+        )
+        self._send(self._engine.hangup(leg.leg_id), "hang up the consulted extension")
+        self._return_to_agent(call, self._clock())
+
+    def _consulting(self, call_id: str) -> LiveCall:
+        call = self.get(call_id)
+        if call is None:
+            raise CallNotFoundError(call_id)
+        if call.consult is None:
+            raise CallControlError("conflict", f"call {call_id} has no attended transfer in progress")
+        return call
+
+    def _complete_consult(self, call: LiveCall, at: datetime) -> None:
+        """The customer goes to the consulted extension; the agent's leg is hung up (if still up)."""
+        target, source = call.consult, call.winner
+        assert target is not None
+        assert source is not None
+        call.consult = None
+        source.state = LegState.DONE
+        call.winner = target
+        if source.leg_id in call.legs:
+            self._send(self._engine.hangup(source.leg_id), "hang up the transferring agent")
+        self._resume_customer(call, at)
+        self._send(self._engine.bridge(call.inbound_leg, target.leg_id), "bridge the customer to the target")
+        if target.state is LegState.ANSWERED:
+            self._transferred(call, source, target, at, attended=True)
+        else:  # still ringing: published (attended) when it answers; its refusal ends the call
+            call.transfer_from = source
+            call.attended_transfer = True
+
+    def _return_to_agent(self, call: LiveCall, at: datetime) -> None:
+        """The consulted extension is gone: the customer is taken back by the agent."""
+        leg, agent = call.consult, call.winner
+        assert leg is not None
+        assert agent is not None
+        call.consult = None
+        self._cancel_timer(leg)
+        leg.state = LegState.DONE
+        self._resume_customer(call, at)
+        self._send(self._engine.bridge(call.inbound_leg, agent.leg_id), "bridge the customer back")
+
+    def _resume_customer(self, call: LiveCall, at: datetime) -> None:
+        if not call.held:
+            return
+        call.held = False
+        self._send(self._engine.resume(call.inbound_leg), "take the customer off hold")
+        by = self._agent_side(call)
+        self._publish(call, lambda seq: events.resumed(call.header, sequence=seq, at=at, by=by))
+
+    def _on_transfer_timeout(self, call_id: str, leg_id: str) -> None:
+        call = self._calls.get(call_id)
+        if call is None or call.ended:
+            return
+        if call.consult is not None and call.consult.leg_id == leg_id and call.consult.ringing:
+            call.consult.timer = None
+            log.info("call %s: the consulted extension did not answer", call_id, extra={"call_id": call_id})
+            self._send(self._engine.hangup(leg_id), "cancel the consultation")  # its end returns the call
+            return
+        if call.winner is None or call.winner.leg_id != leg_id or call.winner.state is LegState.ANSWERED:
+            return
+        call.winner.timer = None
+        log.info("call %s: the transfer was not answered", call_id, extra={"call_id": call_id})
+        self._send(self._engine.hangup(leg_id), "cancel the transfer")
+        self._send(self._engine.hangup(call.inbound_leg), "hang up the caller leg")
+        self._end(call, EndCause.RING_TIMEOUT, self._clock())
+
+    def _transfer_fact(self, call: LiveCall, fact: LegProgress | LegAnswered | LegEnded) -> bool:
+        """Facts of a transfer's legs; True when handled here (not by the ringing logic)."""
+        consult = call.consult
+        if consult is not None and fact.leg_id == consult.leg_id:
+            if isinstance(fact, LegProgress):
+                consult.sip_call_id = fact.sip_call_id
+                if consult.state is LegState.DIALLING and fact.status > 100:
+                    consult.state = LegState.RINGING
+            elif isinstance(fact, LegAnswered):
+                self._cancel_timer(consult)
+                consult.sip_call_id = fact.sip_call_id or consult.sip_call_id
+                consult.state = LegState.ANSWERED
+            else:
+                log.info(
+                    "call %s: extension %s left the consultation (%d)",
+                    call.call_id,
+                    consult.extension.number,
+                    fact.status,
+                    extra={"call_id": call.call_id},
+                )
+                self._return_to_agent(call, fact.at)
+            return True
+        winner = call.winner
+        if consult is not None and isinstance(fact, LegEnded) and winner and fact.leg_id == winner.leg_id:
+            self._complete_consult(call, fact.at)  # the agent hung up while consulting: hand over
+            return True
+        source = call.transfer_from
+        if source is None or call.winner is None or fact.leg_id != call.winner.leg_id:
+            return False
+        leg = call.winner
+        if isinstance(fact, LegProgress):
+            leg.sip_call_id = fact.sip_call_id
+            if leg.state is LegState.DIALLING and fact.status > 100:
+                leg.state = LegState.RINGING  # the caller hears it ring; no event
+            return True
+        if isinstance(fact, LegAnswered) and leg.ringing:
+            self._cancel_timer(leg)
+            leg.state = LegState.ANSWERED
+            leg.sip_call_id = fact.sip_call_id or leg.sip_call_id
+            call.transfer_from = None
+            self._transferred(call, source, leg, fact.at, attended=call.attended_transfer)
+            return True
+        return False  # its end ends the call (the winner's)
+
+    def _transferred(
+        self, call: LiveCall, source: AgentLeg, leg: AgentLeg, at: datetime, *, attended: bool
+    ) -> None:
+        ext = leg.extension
+        call.attended_transfer = False
+        call.header = dataclasses.replace(
+            call.header,
+            extension=ext.number,
+            employee_id=ext.employee_id,
+            callee=dataclasses.replace(
+                call.header.callee,
+                extension=ext.number,
+                display_name=ext.name or call.header.callee.display_name,
+            ),
+        )
+        log.info("call %s: transferred to %s", call.call_id, ext.number, extra={"call_id": call.call_id})
+        self._publish(
+            call,
+            lambda seq: events.transferred(
+                call.header,
+                sequence=seq,
+                at=at,
+                from_extension=source.extension.number,
+                from_employee_id=source.extension.employee_id,
+                to_extension=ext.number,
+                to_employee_id=ext.employee_id,
+                leg_id=leg.sip_call_id,
+                attended=attended,
+            ),
+        )
+        if call.route is not None and ext.record and call.recording is None:
+            self._start_recording(call)
+
+    async def record(self, call_id: str, action: str) -> Recording:
+        """``start``, ``stop``, ``pause`` or ``resume`` the call's recording (both sides, one WAV file)."""
+        call = self.get(call_id)
+        if call is None:
+            raise CallNotFoundError(call_id)
+        if action == "start":
+            if call.state is not CallState.ANSWERED:
+                raise CallControlError("conflict", f"call {call_id} is not answered yet")
+            if call.recording is not None:
+                raise CallControlError("conflict", f"call {call_id} is already being recorded")
+            started = Recording(str(uuid.uuid4()), call_id)
+            call.recording = started
+            self._recordings.append(started)
+            try:
+                started.path = await self._command(self._engine.record_start(self._group(call), call_id))
+            except CallControlError:
+                call.recording = None
+                self._recordings.remove(started)
+                raise
+            return started
+        if action not in ("stop", "pause", "resume"):
+            raise CallControlError("invalid", "action: start, stop, pause or resume", "action")
+        recording = call.recording
+        if recording is None:
+            raise CallControlError("conflict", f"call {call_id} is not being recorded")
+        group = self._group(call)
+        if action == "stop":
+            call.recording = None
+            recording.state = RecordingState.STOPPED
+            await self._command(self._engine.record_stop(group))
+        elif action == "pause":
+            await self._command(self._engine.record_pause(group))
+            recording.state = RecordingState.PAUSED
+        else:
+            await self._command(self._engine.record_resume(group))
+            recording.state = RecordingState.RECORDING
+        return recording
+
+    def _start_recording(self, call: LiveCall) -> None:
+        """Record an answered call whose route says so (fire and forget: a failure is logged)."""
+        recording = Recording(str(uuid.uuid4()), call.call_id)
+        call.recording = recording
+        self._recordings.append(recording)
+
+        def started(f: concurrent.futures.Future[str]) -> None:
+            if not f.cancelled() and f.exception() is None:
+                recording.path = f.result()
+
+        future = self._engine.record_start(self._group(call), call.call_id)
+        future.add_done_callback(started)
+        self._send(future, "start recording")
+
+    def _on_recording_done(self, fact: RecordingDone) -> None:
+        recording = next((r for r in self._recordings if r.path == fact.path), None) or next(
+            (r for r in self._recordings if r.call_id == fact.name), None
+        )
+        if recording is not None:
+            self._recordings.remove(recording)
+        recording_id = recording.recording_id if recording is not None else str(uuid.uuid4())
+        call = self._calls.get(fact.name)
+        if call is not None and call.recording is recording:
+            call.recording = None
+        ready = events.recording_ready(
+            call_id=fact.name,
+            recording_id=recording_id,
+            at=fact.ended_at,
+            # Relative to the recordings directory the calls service shares (mounted where it likes).
+            location=PurePath(fact.path).name,
+            size_bytes=fact.size_bytes,
+            duration_ms=fact.duration_ms,
+            started_at=fact.started_at,
+        )
+        if self.recording_sink is None:
+            log.warning("call %s: recording %s complete, but no sink publishes it", fact.name, fact.path)
+            return
+        self.recording_sink(ready)
+
+    def _on_leg_hold(self, fact: LegHold) -> None:
+        call = self._by_leg.get(fact.leg_id)
+        if call is None or call.ended or call.state is not CallState.ANSWERED:
+            return
+        customer, agent, _ = self._sides(call)
+        if fact.leg_id == customer:
+            by = ev.HANGUP_BY_CALLEE if call.click is not None else ev.HANGUP_BY_CALLER
+        elif fact.leg_id == agent:
+            by = self._agent_side(call)
+        else:
+            return
+        log.info(
+            "call %s: %s by the phone",
+            call.call_id,
+            "held" if fact.held else "resumed",
+            extra={"call_id": call.call_id},
+        )
+        build = events.held if fact.held else events.resumed
+        self._publish(call, lambda seq: build(call.header, sequence=seq, at=fact.at, by=by))
+
+    @staticmethod
+    async def _command(future: concurrent.futures.Future[T]) -> T:
+        """Await an engine command; its SipEngineError becomes a conflict (the leg cannot do it now)."""
+        try:
+            return await asyncio.wrap_future(future)
+        except GatewayError as exc:
+            raise CallControlError("conflict", str(exc)) from None
+
     # --------------------------------------------------------------------------- facts
 
-    def on_fact(self, fact: EngineFact) -> None:
+    def on_fact(self, fact: AnyFact) -> None:
         """Handle one fact from the engine; never raises (a bug here must not stop the next call)."""
         try:
             if isinstance(fact, IncomingCall):
@@ -351,6 +816,10 @@ class CallManager:
                 self._on_leg_ended(fact)
             elif isinstance(fact, CallRefused):
                 self.refused += 1
+            elif isinstance(fact, LegHold):
+                self._on_leg_hold(fact)
+            elif isinstance(fact, RecordingDone):
+                self._on_recording_done(fact)
         except Exception:
             log.exception("handling %r failed", fact)
 
@@ -455,11 +924,12 @@ class CallManager:
             self._click_progress(call, call.click, fact)
             return
         leg = call.agent_legs.get(fact.leg_id) if call is not None else None
-        if call is None or leg is None or call.ended:
+        if call is None or leg is None or call.ended or self._transfer_fact(call, fact):
             return
         leg.sip_call_id = fact.sip_call_id
         if leg.state is not LegState.DIALLING or fact.status <= 100:
             return
+
         leg.state = LegState.RINGING
         if not call.caller_ringing:
             call.caller_ringing = True
@@ -486,6 +956,8 @@ class CallManager:
         if call is None or leg is None:
             return
         leg.sip_call_id = fact.sip_call_id or leg.sip_call_id
+        if not call.ended and self._transfer_fact(call, fact):
+            return
         if call.ended or not leg.ringing or call.winner is not None:
             # Too late: the call ended, the leg was given up, or another leg answered first.
             self._send(self._engine.hangup(fact.leg_id), "hang up a late answer")
@@ -515,6 +987,9 @@ class CallManager:
         self._send(self._engine.answer(call.inbound_leg, 200), "answer the caller")
         self._send(self._engine.bridge(call.inbound_leg, fact.leg_id), "bridge audio")
         log.info("call %s: answered by %s", call.call_id, ext.number, extra={"call_id": call.call_id})
+        line = call.route.line if call.route is not None else None
+        if ext.record or (line is not None and line.record):
+            self._start_recording(call)
         self._publish(
             call,
             lambda seq: events.answered(
@@ -548,6 +1023,8 @@ class CallManager:
             self._cancel_timer(leg)
             if not leg.sip_call_id:
                 leg.sip_call_id = fact.sip_call_id
+        if not call.ended and fact.leg_id != call.inbound_leg and self._transfer_fact(call, fact):
+            return  # the call goes on (with the agent, or with the extension it went to)
         if not call.ended:
             if fact.leg_id == call.inbound_leg:
                 answered = call.state is CallState.ANSWERED
@@ -907,6 +1384,8 @@ class CallManager:
             call.answered_at = fact.at
             call.answered_extension = click.agent.number
             log.info("call %s: %s answered", call.call_id, click.number, extra={"call_id": call.call_id})
+            if click.agent.record:
+                self._start_recording(call)
             self._publish(
                 call,
                 lambda seq: events.answered(

@@ -345,3 +345,88 @@ def ended(
     if answered_at is not None:
         event.ended.answered_at.CopyFrom(_timestamp(answered_at))
     return event
+
+
+def held(
+    header: CallHeader, *, sequence: int, at: datetime, by: ev.HangupBy.ValueType, event_id: str | None = None
+) -> ev.CallEvent:
+    """The call was put on hold by ``by`` (the party: the agent over the API, or a phone's re-INVITE)."""
+    event = _base(header, sequence, at, event_id)
+    event.held.CopyFrom(ev.CallHeld(by=by))
+    return event
+
+
+def resumed(
+    header: CallHeader, *, sequence: int, at: datetime, by: ev.HangupBy.ValueType, event_id: str | None = None
+) -> ev.CallEvent:
+    event = _base(header, sequence, at, event_id)
+    event.resumed.CopyFrom(ev.CallResumed(by=by))
+    return event
+
+
+def transferred(
+    header: CallHeader,
+    *,
+    sequence: int,
+    at: datetime,
+    from_extension: str,
+    to_extension: str,
+    leg_id: str,
+    attended: bool,
+    from_employee_id: str = "",
+    to_employee_id: str = "",
+    event_id: str | None = None,
+) -> ev.CallEvent:
+    """The call went over to ``to_extension`` (the header already names it as the call's extension)."""
+    event = _base(header, sequence, at, event_id)
+    event.transferred.CopyFrom(
+        ev.CallTransferred(
+            from_extension=from_extension,
+            to_extension=to_extension,
+            attended=attended,
+            from_employee_id=from_employee_id,
+            to_employee_id=to_employee_id,
+            leg_id=leg_id,
+        )
+    )
+    return event
+
+
+def dtmf(
+    header: CallHeader,
+    *,
+    sequence: int,
+    at: datetime,
+    digits: str,
+    method: str,
+    to: ev.HangupBy.ValueType,
+    event_id: str | None = None,
+) -> ev.CallEvent:
+    event = _base(header, sequence, at, event_id)
+    event.dtmf.CopyFrom(ev.CallDtmf(digits=digits, method=method, to=to))
+    return event
+
+
+def recording_ready(
+    *,
+    call_id: str,
+    recording_id: str,
+    at: datetime,
+    location: str,
+    size_bytes: int,
+    duration_ms: int,
+    started_at: datetime,
+    event_id: str | None = None,
+) -> ev.RecordingReady:
+    """A complete WAV recording of a call (``location``: the file's path in the recordings directory)."""
+    return ev.RecordingReady(
+        event_id=event_id or str(uuid.uuid4()),
+        call_id=call_id,
+        recording_id=recording_id,
+        occurred_at=_timestamp(at),
+        location=location,
+        content_type="audio/wav",
+        size_bytes=size_bytes,
+        duration_ms=duration_ms,
+        started_at=_timestamp(started_at),
+    )

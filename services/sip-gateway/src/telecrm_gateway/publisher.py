@@ -1,4 +1,5 @@
-"""Publishes call events to NATS in the order they were made, buffering while NATS is away.
+"""Publishes call events (and recordings ready) to NATS in the order they were made, buffering while
+NATS is away.
 
 ``emit`` never blocks the call logic: it appends to a bounded in-memory buffer. One task publishes the
 buffer head first, and only removes an event once JetStream acknowledged it, so events are neither
@@ -18,17 +19,21 @@ from opentelemetry import trace
 from telecrm.events.v1 import call_events_pb2 as ev
 from telecrm_common import telemetry
 from telecrm_common.bus import Bus
-from telecrm_common.events import call_event_subject
+from telecrm_common.events import RECORDING_READY_SUBJECT, call_event_subject
 
 log = logging.getLogger(__name__)
 
-PublishFn = Callable[[ev.CallEvent], Awaitable[None]]
+GatewayEvent = ev.CallEvent | ev.RecordingReady
+"""What the gateway publishes: call events on ``tel.call.<kind>``, finished recordings on
+``tel.recording.ready``."""
+PublishFn = Callable[[GatewayEvent], Awaitable[None]]
 
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 def bus_publisher(bus: Bus) -> PublishFn:
-    """Publish a CallEvent on its ``tel.call.<kind>`` subject with its event id as ``Nats-Msg-Id``.
+    """Publish a CallEvent on its ``tel.call.<kind>`` subject with its event id as ``Nats-Msg-Id`` (a
+    RecordingReady on ``tel.recording.ready``, in the trace of its call when the call is still live).
 
     One call is one trace: a ``call`` span opens with the call's first event and closes with its
     ``ended`` event; each publish is a child span, so the ``traceparent`` every event carries to the
@@ -37,7 +42,16 @@ def bus_publisher(bus: Bus) -> PublishFn:
     tracer = telemetry.tracer("telecrm.sip-gateway")
     calls: dict[str, trace.Span] = {}
 
-    async def publish(event: ev.CallEvent) -> None:
+    async def publish(event: GatewayEvent) -> None:
+        if isinstance(event, ev.RecordingReady):
+            live = calls.get(event.call_id)
+            with tracer.start_as_current_span(
+                f"publish {RECORDING_READY_SUBJECT}",
+                context=trace.set_span_in_context(live) if live is not None else None,
+                kind=trace.SpanKind.PRODUCER,
+            ):
+                await bus.publish(RECORDING_READY_SUBJECT, event, msg_id=event.event_id)
+            return
         call_span = calls.get(event.call_id)
         if call_span is None:
             call_span = calls[event.call_id] = tracer.start_span(
@@ -57,12 +71,13 @@ def bus_publisher(bus: Bus) -> PublishFn:
 
 
 class EventPublisher:
-    """The gateway's one publisher of call events (an :class:`telecrm_gateway.calls.EventSink`)."""
+    """The gateway's one publisher of call events and recordings ready (an
+    :class:`telecrm_gateway.calls.EventSink`, and the call manager's ``recording_sink``)."""
 
     def __init__(self, publish: PublishFn, *, max_buffer: int = 100_000) -> None:
         self._publish = publish
         self._max = max_buffer
-        self._buffer: deque[ev.CallEvent] = deque()
+        self._buffer: deque[GatewayEvent] = deque()
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -75,7 +90,7 @@ class EventPublisher:
     def pending(self) -> int:
         return len(self._buffer)
 
-    def emit(self, event: ev.CallEvent) -> None:
+    def emit(self, event: GatewayEvent) -> None:
         if len(self._buffer) >= self._max:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:

@@ -93,6 +93,7 @@ class _ExtensionConfig(BaseModel):
     employee_id: str = ""
     ring_timeout: float = Field(default=DEFAULT_RING_TIMEOUT, gt=0, le=MAX_TIMEOUT)
     overflow: str | None = None
+    record: bool = False  # record every call this extension answers
 
     @field_validator("contact")
     @classmethod
@@ -140,6 +141,7 @@ class _LineConfig(BaseModel):
     queue: str | None = None
     name: str = ""  # the line's display name: the agent's phone shows it after the caller's name
     overflow: str | None = None  # overrides the target's own overflow
+    record: bool = False  # record every answered call on this line
 
     check_overflow = field_validator("overflow")(_target)
 
@@ -192,6 +194,7 @@ class Extension:
     employee_id: str = ""
     ring_timeout: float = DEFAULT_RING_TIMEOUT
     overflow: Target = MISSED
+    record: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +223,7 @@ class Line:
     target: Target
     name: str = ""
     overflow: Target | None = None
+    record: bool = False
 
     @property
     def extension(self) -> str:
@@ -382,7 +386,9 @@ class RoutingTable:
                     f'extensions."{number}": no contact, and no registrar to find the phone at'
                 )
             overflow = Target.parse(e.overflow) if e.overflow else MISSED
-            extensions[number] = Extension(number, contact, e.name, e.employee_id, e.ring_timeout, overflow)
+            extensions[number] = Extension(
+                number, contact, e.name, e.employee_id, e.ring_timeout, overflow, record=e.record
+            )
 
         def groups(kind: TargetKind, table: Mapping[str, _GroupConfig]) -> dict[str, RingGroup]:
             out: dict[str, RingGroup] = {}
@@ -410,7 +416,11 @@ class RoutingTable:
 
         lines = {
             number: Line(
-                number, line.target(), line.name, Target.parse(line.overflow) if line.overflow else None
+                number,
+                line.target(),
+                line.name,
+                Target.parse(line.overflow) if line.overflow else None,
+                record=line.record,
             )
             for number, line in parsed.lines.items()
         }

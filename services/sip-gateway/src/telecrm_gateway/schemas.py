@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from telecrm_common.telephony import DIRECTION_NAMES
 from telecrm_gateway.calls import LiveCall
@@ -36,11 +37,20 @@ class ActiveCallOut(BaseModel):
     sip_call_id: str
     started_at: datetime
     answered_at: datetime | None
+    on_hold: bool = False  # put on hold over the API
+    transfer_to: str | None = None  # the extension a transfer in progress goes to
+    transfer_state: str | None = None  # dialling, ringing or answered (attended: talking to the agent)
+    recording: str | None = None  # recording or paused
 
     @classmethod
     def of(cls, call: LiveCall) -> ActiveCallOut:
         h = call.header
+        moving = call.consult or (call.winner if call.transfer_from is not None else None)
         return cls(
+            on_hold=call.held,
+            transfer_to=moving.extension.number if moving is not None else None,
+            transfer_state=moving.state.value if moving is not None else None,
+            recording=call.recording.state.value if call.recording is not None else None,
             call_id=call.call_id,
             state=call.state.value,
             direction=DIRECTION_NAMES.get(h.direction, "unspecified"),
@@ -64,3 +74,24 @@ class ActiveCallsOut(BaseModel):
 class HangupOut(BaseModel):
     call_id: str
     status: str = "hanging_up"
+
+
+class ControlOut(BaseModel):
+    call_id: str
+    status: str  # what was done: "held", "resumed", "transferring", "dtmf_sent"
+
+
+class TransferIn(BaseModel):
+    extension: str = Field(min_length=1, max_length=32, description="the extension that takes the call")
+    attended: bool = Field(default=False, description="false: blind (the agent leaves at once)")
+
+
+class DtmfIn(BaseModel):
+    digits: str = Field(pattern=r"^[0-9*#A-Da-d]{1,32}$", description="0-9, *, #, A-D; at most 32")
+    method: Literal["rfc2833", "info"] = "rfc2833"
+
+
+class RecordingOut(BaseModel):
+    call_id: str
+    recording_id: str
+    state: str  # recording, paused, stopped

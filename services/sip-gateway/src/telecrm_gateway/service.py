@@ -56,6 +56,9 @@ class GatewayService:
             trunk_domain=trunk.aor.rpartition("@")[2] if (trunk := settings.trunk_config()) else "",
             dial_timeout=settings.dial_timeout,
         )
+        # Finished recordings go out in order with the call's events (after its ``ended`` when the
+        # recording lasted to the end of the call).
+        self.calls.recording_sink = self.publisher.emit
         self._publisher_task: asyncio.Task[None] | None = None
         self._stopped = False
 

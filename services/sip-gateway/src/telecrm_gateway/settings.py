@@ -129,6 +129,11 @@ class GatewaySettings(ServiceSettings):
     # are one call: the same call_id, one make-call request.
     dial_idempotency_window: float = Field(default=10.0, ge=0, le=3600)
 
+    # Call recordings: WAV files named <call id>.wav (both sides mixed), written here; the
+    # RecordingReady event's location is the file's name in it (the calls service's
+    # CALLS_RECORDINGS_DIR is the same directory, mounted wherever it likes).
+    recordings_dir: Path = Path("var/recordings")
+
     @field_validator("trunk_uri")
     @classmethod
     def _trunk(cls, value: str) -> str:
@@ -175,6 +180,7 @@ class GatewaySettings(ServiceSettings):
             pjsip_log_level=self.pjsip_log_level,
             codecs=tuple(self.codecs),
             trunk=self.trunk_config(),
+            recordings_dir=str(self.recordings_dir.resolve()),
         )
 
     def trunk_config(self) -> TrunkConfig | None:

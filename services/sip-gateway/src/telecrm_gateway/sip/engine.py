@@ -30,11 +30,13 @@ import queue
 import sys
 import threading
 import time
+import wave
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, TypeAlias, TypeVar
 
 import pjsua2 as pj
 
@@ -128,6 +130,7 @@ class EngineConfig:
     codecs: tuple[str, ...] = ("PCMU/8000", "PCMA/8000", "G722/16000")  # offered in this order; others off
     poll_ms: int = 10  # libHandleEvents timeout: the longest a posted command waits
     trunk: TrunkConfig | None = None  # register upstream (digest auth) and place its calls through it
+    recordings_dir: str = "recordings"  # where call recordings (WAV, named by call id) are written
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_calls <= PJSUA_MAX_CALLS // LEGS_PER_CALL:
@@ -137,6 +140,38 @@ class EngineConfig:
             )
         if not (self.udp or self.tcp):
             raise ValueError("at least one of UDP and TCP must be enabled")
+
+
+@dataclass(frozen=True, slots=True)
+class LegHold:
+    """The far end of a leg put it on hold (re-INVITE with sendonly/inactive) or took it back."""
+
+    leg_id: str
+    held: bool
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingDone:
+    """A call's recording was stopped (on request, or because its legs are gone): the file is complete."""
+
+    name: str  # what the recording was started as (the call id)
+    path: str
+    size_bytes: int
+    duration_ms: int
+    started_at: datetime
+    ended_at: datetime
+
+
+ControlFact: TypeAlias = LegHold | RecordingDone
+"""Facts of call control (hold from the phone, finished recordings), on top of :data:`EngineFact`."""
+
+AnyFact: TypeAlias = EngineFact | ControlFact
+
+
+class DtmfMethod(Enum):
+    RFC2833 = "rfc2833"  # RTP telephone-event
+    INFO = "info"  # SIP INFO with application/dtmf-relay
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +201,21 @@ def _reseed_pjlib_random() -> None:
 
 
 _LIBC = ctypes.CDLL(None)
+HOLD_RETRY_FOR = 5.0  # seconds a hold / resume re-INVITE waits for the dialog's previous one
+RECORDING_CLOSE_WAIT = 2.0  # seconds pjmedia may take to complete a recording's WAV file
+
+
+def _riff_complete(path: Path) -> bool:
+    """Whether a WAV file's RIFF header counts all its bytes (pjmedia writes it when the file closes)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+            size = os.fstat(f.fileno()).st_size
+    except OSError:
+        return False
+    return len(head) == 8 and head[:4] == b"RIFF" and int.from_bytes(head[4:], "little") == size - 8
+
+
 _UNANSWERED = (pj.PJSIP_INV_STATE_INCOMING, pj.PJSIP_INV_STATE_EARLY)
 
 
@@ -187,6 +237,9 @@ class _Leg:
     media_ready: bool = False
     peer: str = ""  # the leg whose audio this one is bridged with
     pending_hangup: bool = False  # hang up once the ACK for our 200 arrives
+    on_hold: bool = False  # we put it on hold: its audio is not bridged until resumed
+    remote_hold: bool = False  # its far end put it on hold
+    hold_signalled: bool = False  # the hold state our last re-INVITE asked for
 
 
 @dataclass(slots=True)
@@ -195,6 +248,19 @@ class _Group:
 
     inbound: str
     legs: set[str] = field(default_factory=set)
+    recording: _Recording | None = None
+
+
+@dataclass(slots=True)
+class _Recording:
+    """A WAV recorder on the conference bridge, fed by every bridged leg of a call (mixed)."""
+
+    name: str
+    path: Path
+    recorder: Any  # pj.AudioMediaRecorder
+    started_at: datetime
+    paused: bool = False
+    feeding: set[str] = field(default_factory=set)  # legs whose audio goes to the recorder
 
 
 def _now() -> datetime:
@@ -262,6 +328,11 @@ class _PjCall(pj.Call):  # type: ignore[misc]
     def onCallMediaState(self, prm: Any) -> None:
         self._engine._on_media_state(self)
 
+    def onCallTransferRequest(self, prm: Any) -> None:
+        # A phone's REFER would make pjsua place a call outside the call logic: refuse it; transfers
+        # are asked for over the API (see calls.CallManager.transfer).
+        prm.statusCode = 603
+
 
 _ENDPOINT_IN_USE = threading.Lock()
 
@@ -293,7 +364,7 @@ class SipEngine:
         self._stop_requested = threading.Event()
         self._start_error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._on_fact: Callable[[EngineFact], None] | None = None
+        self._on_fact: Callable[[AnyFact], None] | None = None
         self._ids = itertools.count(1)
         # owned by the engine thread
         self._ep: _PjEndpoint | None = None
@@ -306,6 +377,9 @@ class SipEngine:
         self._ended: list[str] = []
         self._media_dirty: set[str] = set()
         self._deferred_hangups: list[str] = []
+        self._finished_recordings: list[_Recording] = []
+        self._closing: list[tuple[_Recording, datetime, float]] = []  # recorders destroyed, files not yet
+        self._hold_retries: dict[str, float] = {}  # leg -> until when its hold re-INVITE is retried
         self._accepting = True
         self._refused = 0
         self._port = 0
@@ -314,7 +388,7 @@ class SipEngine:
     # ------------------------------------------------------------------ lifecycle (any thread)
 
     def start(
-        self, loop: asyncio.AbstractEventLoop, on_fact: Callable[[EngineFact], None], timeout: float = 10.0
+        self, loop: asyncio.AbstractEventLoop, on_fact: Callable[[AnyFact], None], timeout: float = 10.0
     ) -> None:
         """Start the thread and wait until the endpoint listens; raise SipEngineError if it cannot."""
         if self._thread is not None:
@@ -413,6 +487,35 @@ class SipEngine:
     def set_accepting(self, accepting: bool) -> concurrent.futures.Future[None]:
         """Stop (or resume) admitting calls: new INVITEs get 503 + Retry-After."""
         return self._submit(lambda: self._do_set_accepting(accepting))
+
+    def hold(self, leg_id: str) -> concurrent.futures.Future[None]:
+        """Put an answered leg on hold: its audio leaves the bridge and it gets a sendonly re-INVITE."""
+        return self._submit(lambda: self._do_hold(leg_id))
+
+    def resume(self, leg_id: str) -> concurrent.futures.Future[None]:
+        """Take a held leg back (a sendrecv re-INVITE); its audio is bridged again once media is up."""
+        return self._submit(lambda: self._do_resume(leg_id))
+
+    def send_dtmf(self, leg_id: str, digits: str, method: DtmfMethod) -> concurrent.futures.Future[None]:
+        """Send DTMF digits to a leg's far end (RTP telephone-event or SIP INFO); SipEngineError when
+        the leg cannot take them (gone, or RFC 2833 not offered by the far end)."""
+        return self._submit(lambda: self._do_send_dtmf(leg_id, digits, method))
+
+    def record_start(self, group: str, name: str) -> concurrent.futures.Future[str]:
+        """Record every bridged leg of the call ``group`` (mixed) to ``<recordings_dir>/<name>.wav``;
+        returns the file's path. A RecordingDone fact follows when it stops (or the call's legs are gone)."""
+        return self._submit(lambda: self._do_record_start(group, name))
+
+    def record_pause(self, group: str) -> concurrent.futures.Future[None]:
+        """Stop feeding the recorder (the paused time is left out of the file)."""
+        return self._submit(lambda: self._do_record_pause(group, True))
+
+    def record_resume(self, group: str) -> concurrent.futures.Future[None]:
+        return self._submit(lambda: self._do_record_pause(group, False))
+
+    def record_stop(self, group: str) -> concurrent.futures.Future[None]:
+        """Close the call's recording; its RecordingDone fact follows."""
+        return self._submit(lambda: self._do_record_stop(group))
 
     def new_leg_id(self) -> str:
         return f"leg-{next(self._ids)}"
@@ -553,6 +656,19 @@ class SipEngine:
         return int(port_text)
 
     def _destroy(self) -> None:
+        for group in self._groups.values():
+            if group.recording is not None:  # legs that outlived the shutdown: the file is still usable
+                self._finished_recordings.append(group.recording)
+                group.recording = None
+        for recording in self._finished_recordings:
+            self._close_recording(recording)
+        self._finished_recordings.clear()
+        deadline = time.monotonic() + RECORDING_CLOSE_WAIT
+        while self._closing and time.monotonic() < deadline:
+            self._report_closed_recordings()
+            time.sleep(0.02)
+        self._closing = [(r, at, 0.0) for r, at, _ in self._closing]
+        self._report_closed_recordings()
         self._legs.clear()
         self._groups.clear()
         for account in (self._trunk_account, self._account):
@@ -595,6 +711,14 @@ class SipEngine:
             dirty, self._media_dirty = self._media_dirty, set()
             for leg_id in dirty:
                 self._connect_audio(leg_id)
+        if self._hold_retries:
+            self._retry_holds()
+        if self._finished_recordings:
+            finished, self._finished_recordings = self._finished_recordings, []
+            for recording in finished:
+                self._close_recording(recording)
+        if self._closing:
+            self._report_closed_recordings()
         if self._ended:
             # Drop our references (and so the pjsua2 Call objects) outside their own callbacks.
             ended, self._ended = self._ended, []
@@ -710,6 +834,192 @@ class SipEngine:
             leg.sip_call_id = call.getInfo().callIdString
         return leg.sip_call_id
 
+    def _live(self, leg_id: str) -> _Leg:
+        leg = self._legs.get(leg_id)
+        if leg is None or leg.ended:
+            raise SipEngineError(f"leg {leg_id} is gone")
+        return leg
+
+    def _do_hold(self, leg_id: str) -> None:
+        leg = self._live(leg_id)
+        if leg.on_hold:
+            return
+        leg.on_hold = True
+        self._unbridge(leg)
+        self._signal_hold(leg)
+
+    def _do_resume(self, leg_id: str) -> None:
+        leg = self._live(leg_id)
+        if not leg.on_hold:
+            return
+        leg.on_hold = False
+        self._signal_hold(leg)
+        self._connect_audio(leg_id)  # now if media stayed up, else once the re-INVITE's media is
+
+    def _signal_hold(self, leg: _Leg) -> None:
+        """Send the re-INVITE for the leg's wanted hold state, now or, while another re-INVITE of the
+        dialog is in progress (pjsua's codec lock after the answer, the phone's own), once it is over."""
+        if not self._sync_hold(leg) and leg.leg_id not in self._hold_retries:
+            self._hold_retries[leg.leg_id] = time.monotonic() + HOLD_RETRY_FOR
+
+    def _sync_hold(self, leg: _Leg) -> bool:
+        if leg.on_hold == leg.hold_signalled:
+            return True
+        try:
+            if leg.on_hold:
+                leg.call.setHold(pj.CallOpParam(True))
+            else:
+                prm = pj.CallOpParam(True)
+                prm.opt.flag = pj.PJSUA_CALL_UNHOLD
+                leg.call.reinvite(prm)
+        except pj.Error as exc:
+            log.debug("re-INVITE of %s deferred: %s", leg.leg_id, exc.info())
+            return False
+        leg.hold_signalled = leg.on_hold
+        return True
+
+    def _retry_holds(self) -> None:
+        now = time.monotonic()
+        for leg_id, deadline in list(self._hold_retries.items()):
+            leg = self._legs.get(leg_id)
+            if leg is None or leg.ended or self._sync_hold(leg):
+                del self._hold_retries[leg_id]
+            elif now > deadline:
+                del self._hold_retries[leg_id]
+                log.warning(
+                    "could not %s %s: its dialog stayed busy", "hold" if leg.on_hold else "resume", leg_id
+                )
+
+    def _unbridge(self, leg: _Leg) -> None:
+        peer = self._legs.get(leg.peer) if leg.peer else None
+        if peer is None or peer.ended or not (leg.media_ready and peer.media_ready):
+            return
+        with contextlib.suppress(pj.Error):
+            audio_a = leg.call.getAudioMedia(-1)
+            audio_b = peer.call.getAudioMedia(-1)
+            audio_a.stopTransmit(audio_b)
+            audio_b.stopTransmit(audio_a)
+
+    def _do_send_dtmf(self, leg_id: str, digits: str, method: DtmfMethod) -> None:
+        leg = self._live(leg_id)
+        prm = pj.CallSendDtmfParam()
+        prm.digits = digits
+        prm.method = (
+            pj.PJSUA_DTMF_METHOD_SIP_INFO if method is DtmfMethod.INFO else pj.PJSUA_DTMF_METHOD_RFC2833
+        )
+        try:
+            leg.call.sendDtmf(prm)
+        except pj.Error as exc:
+            raise SipEngineError(f"cannot send DTMF on {leg_id}: {exc.reason or exc.info()}") from None
+
+    # ------------------------------------------------------------------ recording (pjsua thread)
+
+    def _do_record_start(self, group_id: str, name: str) -> str:
+        group = self._groups.get(group_id)
+        if group is None:
+            raise SipEngineError("the call's legs are gone")
+        if group.recording is not None:
+            raise SipEngineError("the call is already being recorded")
+        directory = Path(self.config.recordings_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip(".") or "call"
+        path = directory / f"{safe}.wav"
+        n = 1
+        while path.exists():  # a call recorded again after a stop keeps its earlier file
+            n += 1
+            path = directory / f"{safe}-{n}.wav"
+        recorder = pj.AudioMediaRecorder()
+        try:
+            recorder.createRecorder(str(path))
+        except pj.Error as exc:
+            raise SipEngineError(f"cannot record to {path}: {exc.reason or exc.info()}") from None
+        group.recording = _Recording(name, path, recorder, _now())
+        for leg_id in group.legs:
+            self._feed_recorder(leg_id)
+        log.info("recording call %s to %s", name, path)
+        return str(path)
+
+    def _do_record_pause(self, group_id: str, paused: bool) -> None:
+        group = self._groups.get(group_id)
+        recording = group.recording if group is not None else None
+        if group is None or recording is None:
+            raise SipEngineError("the call is not being recorded")
+        if recording.paused == paused:
+            return
+        recording.paused = paused
+        if paused:
+            self._unfeed_recorder(recording)
+        else:
+            for leg_id in group.legs:
+                self._feed_recorder(leg_id)
+
+    def _do_record_stop(self, group_id: str) -> None:
+        group = self._groups.get(group_id)
+        recording = group.recording if group is not None else None
+        if group is None or recording is None:
+            raise SipEngineError("the call is not being recorded")
+        group.recording = None
+        self._close_recording(recording)
+
+    def _feed_recorder(self, leg_id: str) -> None:
+        leg = self._legs.get(leg_id)
+        group = self._groups.get(leg.group) if leg is not None else None
+        recording = group.recording if group is not None else None
+        if leg is None or recording is None or recording.paused or leg.ended or not leg.peer:
+            return  # only legs bridged into the conversation (not ring-group legs still ringing)
+        if not leg.media_ready:
+            return
+        try:
+            leg.call.getAudioMedia(-1).startTransmit(recording.recorder)
+        except pj.Error as exc:
+            log.warning("cannot record %s: %s", leg_id, exc.info())
+            return
+        recording.feeding.add(leg_id)
+
+    def _unfeed_recorder(self, recording: _Recording) -> None:
+        for leg_id in list(recording.feeding):
+            leg = self._legs.get(leg_id)
+            if leg is not None and not leg.ended:
+                with contextlib.suppress(pj.Error):
+                    leg.call.getAudioMedia(-1).stopTransmit(recording.recorder)
+        recording.feeding.clear()
+
+    def _close_recording(self, recording: _Recording) -> None:
+        """Destroy the recorder; the file is reported once pjmedia has completed it (see below)."""
+        self._unfeed_recorder(recording)
+        recorder, recording.recorder = recording.recorder, None
+        del recorder  # the last reference: pjsua destroys the recorder
+        # PJSIP 2.15's conference bridge removes ports on its clock thread: the WAV writer flushes and
+        # writes its header a moment later. Reported from _after_events once the RIFF size is right.
+        self._closing.append((recording, _now(), time.monotonic() + RECORDING_CLOSE_WAIT))
+
+    def _report_closed_recordings(self) -> None:
+        waiting: list[tuple[_Recording, datetime, float]] = []
+        for recording, ended_at, deadline in self._closing:
+            complete = _riff_complete(recording.path)
+            if not complete and time.monotonic() < deadline:
+                waiting.append((recording, ended_at, deadline))
+                continue
+            size, duration_ms = 0, 0
+            try:
+                size = recording.path.stat().st_size
+                with wave.open(str(recording.path), "rb") as wav:
+                    duration_ms = wav.getnframes() * 1000 // max(wav.getframerate(), 1)
+            except (OSError, wave.Error, EOFError) as exc:
+                log.warning("recording %s is unreadable: %s", recording.path, exc)
+            log.info("recording of call %s complete: %s, %d ms", recording.name, recording.path, duration_ms)
+            self._emit(
+                RecordingDone(
+                    name=recording.name,
+                    path=str(recording.path),
+                    size_bytes=size,
+                    duration_ms=duration_ms,
+                    started_at=recording.started_at,
+                    ended_at=ended_at,
+                )
+            )
+        self._closing = waiting
+
     def _do_bridge(self, leg_a: str, leg_b: str) -> None:
         a, b = self._legs.get(leg_a), self._legs.get(leg_b)
         if a is None or b is None:
@@ -723,6 +1033,10 @@ class SipEngine:
             return
         peer = self._legs.get(leg.peer)
         if peer is None or leg.ended or peer.ended or not (leg.media_ready and peer.media_ready):
+            return
+        self._feed_recorder(leg.leg_id)
+        self._feed_recorder(peer.leg_id)
+        if leg.on_hold or peer.on_hold:
             return
         try:
             audio_a = leg.call.getAudioMedia(-1)
@@ -887,6 +1201,13 @@ class SipEngine:
         )
         if leg.media_ready and leg.peer:
             self._media_dirty.add(leg.leg_id)
+        remote_hold = any(
+            m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_REMOTE_HOLD
+            for m in info.media
+        )
+        if remote_hold != leg.remote_hold and leg.connected:
+            leg.remote_hold = remote_hold
+            self._emit(LegHold(leg.leg_id, remote_hold, _now()))
 
     def _leg_gone(self, leg: _Leg, status: int, reason: str) -> None:
         if leg.ended:
@@ -898,11 +1219,16 @@ class SipEngine:
         group = self._groups.get(leg.group)
         if group is not None:
             group.legs.discard(leg.leg_id)
+            if group.recording is not None:
+                group.recording.feeding.discard(leg.leg_id)
             if not group.legs:  # the call's capacity is free once all its legs are gone
+                if group.recording is not None:  # closed outside pjsua's callback
+                    self._finished_recordings.append(group.recording)
+                    group.recording = None
                 del self._groups[leg.group]
         self._emit(LegEnded(leg.leg_id, leg.sip_call_id, status, reason, leg.connected, _now()))
 
-    def _emit(self, fact: EngineFact) -> None:
+    def _emit(self, fact: AnyFact) -> None:
         loop, on_fact = self._loop, self._on_fact
         if loop is None or on_fact is None:
             return
