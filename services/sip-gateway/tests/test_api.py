@@ -65,10 +65,10 @@ async def test_rest_lists_live_calls_and_hangs_up_a_ringing_one(  # type: ignore
             assert (call["extension"], call["employee_id"], call["line"]) == ("101", "e1", "101")
             assert call["caller"]["number"] == "+15557654321"
             assert call["answered_at"] is None
-            # Another agent neither sees nor ends it; crm's token for the call's agent does.
+            # Another agent neither sees nor ends it (403, as for every control); the call's agent does.
             assert (await client.get("/calls/active", headers=token_for(BOB))).json()["items"] == []
             refused = await client.post(f"/calls/{call['call_id']}/hangup", headers=token_for(BOB))
-            assert refused.status_code == 404
+            assert refused.status_code == 403
 
             response = await client.post(f"/calls/{call['call_id']}/hangup")
             assert response.status_code == 202, response.text

@@ -92,14 +92,11 @@ def calls_router(gateway: GatewayService, access: Access) -> APIRouter:
         summary="End a live call (hangup_by system)",
         status_code=status.HTTP_202_ACCEPTED,
         response_model=HangupOut,
-        responses={404: {"description": "No live call with this id (or not one of the user's)"}},
+        responses={code: _CONTROL_ERRORS[code] for code in (403, 404)},
     )
     async def hangup(call_id: str, user: Principal = reader) -> HangupOut:
-        live = next((call for call in gateway.active_calls() if call.call_id == call_id), None)
-        if live is not None and not may_see(live, user):
-            live = None
-        if live is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no live call with id {call_id}")
+        # As every control: 404 when there is no such live call, 403 when it is not the user's.
+        _owned_call(gateway, call_id, user)
         try:
             gateway.hangup(call_id)
         except CallNotFoundError:
