@@ -190,6 +190,7 @@ def suite(
         "CALLS_RECORDINGS_DIR": str(root / "recordings"),
     }
     gateway_env = {
+        **auth_secret,  # agents' REST calls (click-to-call, hangup) carry crm's tokens
         "GATEWAY_NATS_URL": nats.url,
         "GATEWAY_HTTP_PORT": str(gateway_http),
         "GATEWAY_GRPC_PORT": str(free_port()),

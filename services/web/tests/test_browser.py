@@ -109,7 +109,7 @@ async def test_a_ringing_call_pops_the_contacts_card_and_the_call_is_registered(
     assert notes["contact_id"]  # linked to the contact the card showed
 
     # The call log lists it, in the user's time zone and language.
-    await page.get_by_role("searchbox", name="Number").fill(number[-7:])
+    await page.get_by_role("searchbox", name="Number", exact=True).fill(number[-7:])
     await page.get_by_role("button", name="Show").click()
     await expect(page.locator("#calls-body tr")).to_have_count(1)
     await expect(page.locator("#calls-body")).to_contain_text("Wants <b>two</b> boxes")
@@ -170,7 +170,7 @@ async def test_an_ended_session_goes_to_log_in_and_comes_back_with_what_was_type
     await desktop.publish(call_event("ringing", call_id, caller=unique_number(), leg_id="l1"))
     shown = card(page, call_id)
     await shown.get_by_label("Comment").fill("Call back on Monday")
-    await page.get_by_role("searchbox", name="Number").fill("0888")
+    await page.get_by_role("searchbox", name="Number", exact=True).fill("0888")
     for session in list(desktop.parts.store):
         desktop.parts.store.expire(session)
     await shown.get_by_role("button", name="Save").click()
@@ -181,7 +181,7 @@ async def test_an_ended_session_goes_to_log_in_and_comes_back_with_what_was_type
     await page.get_by_role("button", name="Log in").click()
     await expect(page).to_have_url(f"{desktop.url}/desktop")
     await expect(card(page, call_id).get_by_label("Comment")).to_have_value("Call back on Monday")
-    await expect(page.get_by_role("searchbox", name="Number")).to_have_value("0888")
+    await expect(page.get_by_role("searchbox", name="Number", exact=True)).to_have_value("0888")
 
 
 async def test_a_dropped_websocket_reconnects_and_shows_the_call_that_rang_meanwhile(
@@ -243,7 +243,7 @@ async def test_call_log_pages_forward_and_back(
                 break
             await asyncio.sleep(0.05)
     await log_in(page, desktop)
-    await page.get_by_role("searchbox", name="Number").fill(number)
+    await page.get_by_role("searchbox", name="Number", exact=True).fill(number)
     await page.get_by_role("button", name="Show").click()
     await expect(page.locator("#calls-total")).to_have_text("30 calls")
     pager = page.get_by_role("navigation", name="Call log")
@@ -270,7 +270,7 @@ async def test_the_call_log_downloads_as_csv_with_the_filters_on_screen(
                 break
             await asyncio.sleep(0.05)
     await log_in(page, desktop)
-    await page.get_by_role("searchbox", name="Number").fill(number)
+    await page.get_by_role("searchbox", name="Number", exact=True).fill(number)
     await page.get_by_label("Direction").select_option("inbound")
     await page.get_by_role("button", name="Show").click()
     await expect(page.locator("#calls-body tr")).to_have_count(1)

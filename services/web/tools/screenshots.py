@@ -118,6 +118,9 @@ def take(stack: launcher.Stack, root: Path, out: Path) -> None:
         if ticket_id:
             expect(page.locator("#ticket-notes li")).not_to_have_count(0)
         shoot(page, out, "05-tickets")
+        page.goto(f"{url}/missed")
+        expect(page.locator("#missed-total")).not_to_be_empty()
+        shoot(page, out, "05b-missed-calls")
         page.get_by_role("link", name="Desktop").click()
         page.get_by_label("Language").select_option("bg")
         expect(page.locator("html")).to_have_attribute("lang", "bg")

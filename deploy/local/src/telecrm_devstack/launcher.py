@@ -65,6 +65,7 @@ name = "Alice (answers)"
 employee_id = "emp-101"
 contact = "sip:101@127.0.0.1:{phones}"
 ring_timeout = 20
+record = true  # her calls are recorded: playable from the call log
 
 [extensions."102"]
 name = "Bob (never answers)"
@@ -144,6 +145,7 @@ class Stack:
                 WEB_CRM_URL=f"http://127.0.0.1:{self.http_ports['crm']}",
                 WEB_CALLS_URL=f"http://127.0.0.1:{self.http_ports['calls']}",
                 WEB_CRM_GRPC_TARGET=f"127.0.0.1:{self.grpc_ports['crm']}",
+                WEB_GATEWAY_URL=f"http://127.0.0.1:{self.http_ports['sip-gateway']}",  # click-to-call
                 WEB_COOKIE_SECURE="false",  # http://127.0.0.1 only: production keeps Secure cookies
             )
         if spec.name == "sip-gateway":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time as clock
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
@@ -139,6 +140,10 @@ class Forwarder:
                 response = await once(token)
                 if response.status_code == 401:
                     await response.aclose()
+                    if client is self.upstream.gateway:
+                        # crm still takes the token (it just refreshed it): the gateway is set up with
+                        # another signing key. Not the user's fault: keep the session.
+                        raise UpstreamUnavailable("sip-gateway", "does not accept this installation's tokens")
                     self.store.expire(session)
                     raise SessionExpired("the services no longer accept this session")
         except SessionExpired as exc:
@@ -206,6 +211,35 @@ class TicketNoteIn(BaseModel):
     text: str = Field(min_length=1, max_length=MAX_NOTE_LENGTH)
 
 
+class DialIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    number: str = Field(
+        min_length=1, max_length=64, pattern=r"^[0-9+*#()\s.\-]+$", description="the number to call"
+    )
+    context: dict[str, str] = Field(
+        default_factory=dict, max_length=20, description="where the click came from: contact_id, ticket_id..."
+    )
+
+
+class TransferIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    extension: str = Field(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z*#+._-]+$")
+    attended: bool = False
+
+
+def _invalid(where: str, name: str, message: str) -> list[dict[str, Any]]:
+    return [{"loc": [where, name], "msg": message, "type": "value_error"}]
+
+
+def _detail_of(response: httpx.Response) -> Any:
+    try:
+        return response.json().get("detail")
+    except (ValueError, AttributeError):
+        return response.text[:200]
+
+
 class PreferencesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -230,6 +264,7 @@ def api_router(guard: Guard, forwarder: Forwarder, pops: ScreenPops, *, ping_int
             "is_admin": p.is_admin,
             "csrf_token": session.csrf_token,
             "live": {"boot": pops.boot},
+            "click_to_call": upstream.gateway is not None,
         }
 
     @router.put("/preferences", status_code=204, summary="The user's language and time zone")
@@ -286,11 +321,27 @@ def api_router(guard: Guard, forwarder: Forwarder, pops: ScreenPops, *, ping_int
     async def list_missed_calls(
         state: Annotated[Literal["open", "resolved", "all"], Query()] = "open",
         number: Annotated[str | None, Query(max_length=64)] = None,
+        scope: Annotated[
+            Literal["mine", "team", "all"], Query(description="mine: calls that rang me; team: my teams'")
+        ] = "all",
+        team_id: Annotated[str | None, Query(max_length=128, description="with scope=team: one team")] = None,
         cursor: Annotated[str | None, Query(max_length=1024)] = None,
         limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = 25,
         session: Session = signed_in,
     ) -> Response:
-        params = {"state": state, "number": number, "cursor": cursor, "limit": limit}
+        params: dict[str, Any] = {"state": state, "number": number, "cursor": cursor, "limit": limit}
+        if scope == "mine":
+            if not session.employee_id:
+                raise HTTPException(422, _invalid("query", "scope", "you are not an employee"))
+            params["employee_id"] = session.employee_id
+        elif scope == "team":
+            p = session.principal
+            teams = sorted(p.team_ids | p.supervised_team_ids)
+            if team_id is None and len(teams) != 1:
+                raise HTTPException(
+                    422, _invalid("query", "team_id", "name the team (you are in none or in several)")
+                )
+            params["team_id"] = team_id or teams[0]
         return await forwarder.forward(session, upstream.calls, "GET", "/missed-calls", params=params)
 
     @router.get("/notes/options", summary="The reasons and results to choose from")
@@ -449,6 +500,99 @@ def api_router(guard: Guard, forwarder: Forwarder, pops: ScreenPops, *, ping_int
             "POST",
             f"/tickets/{quote(ticket_id, safe='')}/notes",
             data={"text": body.text},
+        )
+
+    # --- click-to-call and the live call's buttons (the sip-gateway) ----------------------------------
+
+    extensions: dict[str, tuple[str | None, float]] = {}
+
+    def gateway() -> httpx.AsyncClient:
+        if upstream.gateway is None:
+            raise HTTPException(503, "click-to-call is not set up here (WEB_GATEWAY_URL)")
+        return upstream.gateway
+
+    async def own_extension(session: Session) -> str:
+        """The extension of the signed-in employee (crm's employee record, cached a minute)."""
+        employee = session.employee_id
+        if not employee:
+            raise HTTPException(409, {"code": "no_extension", "message": "you are not an employee"})
+        cached = extensions.get(employee)
+        now = clock.monotonic()
+        if cached is None or cached[1] < now:
+            response = await forwarder.send(
+                session, upstream.crm, "GET", f"/employees/{quote(employee, safe='')}"
+            )
+            if response.status_code != 200:
+                raise HTTPException(response.status_code, _detail_of(response))
+            extension = response.json().get("extension") or None
+            if len(extensions) > 10_000:
+                extensions.clear()
+            cached = extensions[employee] = (extension, now + 60.0)
+        if not cached[0]:
+            raise HTTPException(
+                409, {"code": "no_extension", "message": "you have no extension to ring: ask an admin"}
+            )
+        return cached[0]
+
+    @router.post(
+        "/calls/dial",
+        summary="Click-to-call: ring my extension, then the number (the sip-gateway's POST /calls/dial)",
+        description="`{number, context?}` with an `Idempotency-Key`: repeated clicks with the same key are "
+        "one call (200 with the first call's id; 201 for a new one). 409 `no_extension` when the user has no "
+        "extension; 403/422/501/502 of the gateway are passed on; 503 when no gateway is set up.",
+    )
+    async def dial(
+        body: DialIn,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)] = None,
+        session: Session = signed_in,
+    ) -> Response:
+        client = gateway()
+        extension = await own_extension(session)
+        key = idempotency_key or f"{session.id[:16]}:{body.number}"
+        return await forwarder.forward(
+            session,
+            client,
+            "POST",
+            "/calls/dial",
+            json={
+                "extension": extension,
+                "number": body.number,
+                "idempotency_key": key,
+                "context": body.context,
+            },
+            headers={"Idempotency-Key": key},
+        )
+
+    @router.get("/calls/active", summary="My calls in progress (the sip-gateway's GET /calls/active)")
+    async def active_calls(session: Session = signed_in) -> Response:
+        return await forwarder.forward(session, gateway(), "GET", "/calls/active")
+
+    @router.post(
+        "/calls/{call_id}/{action}",
+        summary="Hang up, hold, resume a live call of mine (the sip-gateway's call control)",
+        description="404 when the call is over, 403 when it is not one of the user's, 409 when it is not in "
+        "a state for this (hold before the answer).",
+    )
+    async def control(
+        call_id: str,
+        action: Literal["hangup", "hold", "resume"],
+        session: Session = signed_in,
+    ) -> Response:
+        return await forwarder.forward(
+            session, gateway(), "POST", f"/calls/{quote(call_id, safe='')}/{action}"
+        )
+
+    @router.post(
+        "/calls/{call_id}/transfer",
+        summary="Transfer a live call of mine to another extension (blind, or attended)",
+    )
+    async def transfer(call_id: str, body: TransferIn, session: Session = signed_in) -> Response:
+        return await forwarder.forward(
+            session,
+            gateway(),
+            "POST",
+            f"/calls/{quote(call_id, safe='')}/transfer",
+            json=body.model_dump(),
         )
 
     # --- screen pops ---------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ def build(
         timeout=settings.upstream_timeout_seconds,
         crm_transport=crm_transport,
         calls_transport=calls_transport,
+        gateway_url=settings.gateway_url,
     )
     store = SessionStore(
         upstream,

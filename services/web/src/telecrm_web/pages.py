@@ -218,6 +218,10 @@ def pages_router(pages: Pages) -> APIRouter:
     async def contacts(request: Request) -> Response:
         return signed_in_page(request, "contacts.html", "contacts", "contacts_title")
 
+    @router.get("/missed")
+    async def missed(request: Request) -> Response:
+        return signed_in_page(request, "missed.html", "missed", "missed_title")
+
     @router.get("/tickets")
     async def tickets(request: Request) -> Response:
         return signed_in_page(request, "tickets.html", "tickets", "tickets_title")

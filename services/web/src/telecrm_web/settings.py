@@ -20,6 +20,9 @@ class WebSettings(ServiceSettings):
     # The services the desktop talks to: REST with the user's own token (the services check the rights).
     crm_url: str = "http://127.0.0.1:8020"
     calls_url: str = "http://127.0.0.1:8010"
+    # The sip-gateway's REST API (click-to-call, hang up, hold, transfer), with the user's own token.
+    # Empty: no click-to-call (the buttons are absent and the API answers 503).
+    gateway_url: str = ""
     # crm's gRPC (People.ResolveExtension), for a ringing event that names an extension but no employee.
     # Empty: only events that name the employee pop a card.
     crm_grpc_target: str = ""

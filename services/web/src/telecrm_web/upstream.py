@@ -1,4 +1,5 @@
-"""The services behind the desktop, over their REST APIs: crm (log-in, contacts, look-up) and calls.
+"""The services behind the desktop, over their REST APIs: crm (log-in, contacts, look-up), calls, and
+the sip-gateway (click-to-call and the live call's buttons).
 
 Every request but log-in carries the user's own access token, so crm and calls decide what the user
 may see and do; the desktop adds no rights of its own. Errors are kept apart: a refusal of the service
@@ -53,6 +54,7 @@ class Upstream:
         timeout: float,
         crm_transport: httpx.AsyncBaseTransport | None = None,
         calls_transport: httpx.AsyncBaseTransport | None = None,
+        gateway_url: str = "",
     ) -> None:
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
         self.crm = httpx.AsyncClient(
@@ -61,10 +63,16 @@ class Upstream:
         self.calls = httpx.AsyncClient(
             base_url=calls_url, timeout=timeout, limits=limits, transport=calls_transport
         )
+        # None when no gateway is configured: click-to-call then answers 503 (not configured).
+        self.gateway = (
+            httpx.AsyncClient(base_url=gateway_url, timeout=timeout, limits=limits) if gateway_url else None
+        )
 
     async def close(self) -> None:
         await self.crm.aclose()
         await self.calls.aclose()
+        if self.gateway is not None:
+            await self.gateway.aclose()
 
     # --- log-in ------------------------------------------------------------------------------------
 
@@ -159,7 +167,9 @@ class Upstream:
 
 
 def _name(client: httpx.AsyncClient, upstream: Upstream) -> str:
-    return "crm" if client is upstream.crm else "calls"
+    if client is upstream.crm:
+        return "crm"
+    return "calls" if client is upstream.calls else "sip-gateway"
 
 
 def _raise_for_server_error(response: httpx.Response, name: str) -> None:

@@ -1,8 +1,13 @@
 // The contacts page: find contacts by name or number, and one contact with its calls.
-import { PagedTable, api, callNotes, callResult, el, formatDateTime, party, restoreForm, t } from "./common.js";
+import { PagedTable, api, callNotes, callResult, el, formatDateTime, restoreForm, t } from "./common.js";
+import { partyCell, phoneNumber } from "./calling.js";
 
+/** The contact's numbers, each with its "Call" button ("" when there is none). */
 function phones(contact) {
-  return (contact.phones || []).map((phone) => phone.number || phone.e164 || "").filter(Boolean).join(", ");
+  const numbers = (contact.phones || []).map((phone) => phone.number || phone.e164 || "").filter(Boolean);
+  if (!numbers.length) return "";
+  const context = { contact_id: contact.id };
+  return el("span", { class: "phones" }, numbers.flatMap((n, i) => (i ? [", ", phoneNumber(n, context)] : [phoneNumber(n, context)])));
 }
 
 function setUpList(show) {
@@ -50,8 +55,8 @@ function setUpDetail() {
     columns: [
       (call) => el("time", { datetime: call.started_at }, formatDateTime(call.started_at)),
       (call) => (call.direction ? t(`direction_${call.direction}`) : ""),
-      (call) => party(call.caller),
-      (call) => party(call.callee),
+      (call) => partyCell(call.caller),
+      (call) => partyCell(call.callee),
       (call) => callResult(call),
       (call) => callNotes(call),
     ],

@@ -4,7 +4,6 @@ import {
   api,
   callNotes,
   callResult,
-  party,
   queryString,
   ApiError,
   el,
@@ -16,6 +15,7 @@ import {
   t,
   timeZone,
 } from "./common.js";
+import { missedColumns, partyCell, phoneNumber, refreshLiveCalls, setUpWhoIsIt } from "./calling.js";
 
 const body = document.body;
 const employeeId = body.dataset.employeeId || "";
@@ -77,8 +77,8 @@ function setUpCallLog() {
     columns: [
       (call) => el("time", { datetime: call.started_at }, formatDateTime(call.started_at)),
       (call) => (call.direction ? t(`direction_${call.direction}`) : ""),
-      (call) => party(call.caller),
-      (call) => party(call.callee),
+      (call) => partyCell(call.caller),
+      (call) => partyCell(call.callee),
       (call) => call.extension || "",
       (call) => callResult(call),
       (call) => formatDuration(call.talk_seconds),
@@ -108,12 +108,7 @@ function setUpMissed() {
     totalKey: "total_missed",
     emptyKey: "no_missed",
     params: () => ({ state: "open" }),
-    columns: [
-      (item) => item.number || item.e164 || "",
-      (item) => item.caller_name || "",
-      (item) => formatNumber(item.missed_count),
-      (item) => el("time", { datetime: item.last_missed_at }, formatDateTime(item.last_missed_at)),
-    ],
+    columns: missedColumns,
   });
   table.reset();
   return table;
@@ -136,6 +131,7 @@ function noteOptions() {
 const cards = new Map();
 
 function onCard(card) {
+  refreshLiveCalls();
   if (dismissed.has(card.call_id)) return;
   const shown = cards.get(card.call_id);
   if (shown) {
@@ -178,6 +174,7 @@ class CardView {
       { class: "card", "aria-labelledby": `${this.id}-title`, dataset: { callId: card.call_id } },
       el("header", {}, this.title, close),
       this.state,
+      card.number || card.e164 ? el("p", { class: "card-call" }, phoneNumber(card.e164 || card.number)) : null,
       this.contact,
     );
     this.node.append(this.notesForm());
@@ -618,6 +615,24 @@ class Live {
 setUpPreferences();
 setUpCallLog();
 setUpMissed();
+setUpWhoIsIt((calls) =>
+  el(
+    "ul",
+    { class: "who-calls" },
+    calls.map((call) =>
+      el(
+        "li",
+        {},
+        el("time", { datetime: call.started_at }, formatDateTime(call.started_at)),
+        " · ",
+        call.direction ? t(`direction_${call.direction}`) : "",
+        " · ",
+        callResult(call),
+        call.talk_seconds ? ` · ${formatDuration(call.talk_seconds)}` : "",
+      ),
+    ),
+  ),
+);
 if (employeeId) {
   new Live(onCard).connect();
 } else {

@@ -2,6 +2,7 @@
 // buttons and notes. The buttons are the moves crm allows now (`allowed_next`), shown only to users
 // with the right to modify tickets; crm decides anyway (403, and 409 when the ticket changed).
 import { PagedTable, api, el, formatDateTime, restoreForm, t } from "./common.js";
+import "./calling.js"; // the live calls bar (hang up, hold, transfer) on this page too
 
 const canModify = document.body.dataset.canModifyTicket === "true";
 
