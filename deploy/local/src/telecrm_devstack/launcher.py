@@ -153,6 +153,8 @@ class Stack:
                 GATEWAY_SIP_PORT=str(self.sip_port),
                 GATEWAY_ROUTES_FILE=str(self.var / "routes.toml"),
                 GATEWAY_RECORDINGS_DIR=str(self.var / "recordings"),
+                # The caller's name on the agent's phone, from crm's contacts.
+                GATEWAY_CRM_GRPC_TARGET=f"127.0.0.1:{self.grpc_ports['crm']}",
             )
         return env
 
