@@ -57,7 +57,12 @@ def _owned_call(gateway: GatewayService, call_id: str, user: Principal) -> LiveC
     return live
 
 
-async def _control(call_id: str, action: Callable[[], Awaitable[T]]) -> T:
+async def _control(
+    gateway: GatewayService, call_id: str, user: Principal, action: Callable[[], Awaitable[T]]
+) -> T:
+    """Run a control on the user's live call: 404 / 403 as :func:`_owned_call`, then the call's
+    refusals as 409 (not in a state for it) or 422 naming the field."""
+    _owned_call(gateway, call_id, user)
     try:
         return await action()
     except CallNotFoundError:
@@ -110,8 +115,7 @@ def calls_router(gateway: GatewayService, access: Access) -> APIRouter:
         responses=_CONTROL_ERRORS,
     )
     async def hold(call_id: str, user: Principal = reader) -> ControlOut:
-        _owned_call(gateway, call_id, user)
-        await _control(call_id, lambda: gateway.calls.hold(call_id))
+        await _control(gateway, call_id, user, lambda: gateway.calls.hold(call_id))
         return ControlOut(call_id=call_id, status="held")
 
     @router.post(
@@ -121,8 +125,7 @@ def calls_router(gateway: GatewayService, access: Access) -> APIRouter:
         responses=_CONTROL_ERRORS,
     )
     async def resume(call_id: str, user: Principal = reader) -> ControlOut:
-        _owned_call(gateway, call_id, user)
-        await _control(call_id, lambda: gateway.calls.resume(call_id))
+        await _control(gateway, call_id, user, lambda: gateway.calls.resume(call_id))
         return ControlOut(call_id=call_id, status="resumed")
 
     @router.post(
@@ -133,9 +136,11 @@ def calls_router(gateway: GatewayService, access: Access) -> APIRouter:
         responses=_CONTROL_ERRORS,
     )
     async def transfer(call_id: str, body: TransferIn, user: Principal = reader) -> ControlOut:
-        _owned_call(gateway, call_id, user)
         await _control(
-            call_id, lambda: gateway.calls.transfer(call_id, body.extension, attended=body.attended)
+            gateway,
+            call_id,
+            user,
+            lambda: gateway.calls.transfer(call_id, body.extension, attended=body.attended),
         )
         return ControlOut(call_id=call_id, status="consulting" if body.attended else "transferring")
 
@@ -146,8 +151,7 @@ def calls_router(gateway: GatewayService, access: Access) -> APIRouter:
         responses=_CONTROL_ERRORS,
     )
     async def complete_transfer(call_id: str, user: Principal = reader) -> ControlOut:
-        _owned_call(gateway, call_id, user)
-        await _control(call_id, lambda: gateway.calls.complete_transfer(call_id))
+        await _control(gateway, call_id, user, lambda: gateway.calls.complete_transfer(call_id))
         return ControlOut(call_id=call_id, status="transferred")
 
     @router.post(
@@ -157,8 +161,7 @@ def calls_router(gateway: GatewayService, access: Access) -> APIRouter:
         responses=_CONTROL_ERRORS,
     )
     async def cancel_transfer(call_id: str, user: Principal = reader) -> ControlOut:
-        _owned_call(gateway, call_id, user)
-        await _control(call_id, lambda: gateway.calls.cancel_transfer(call_id))
+        await _control(gateway, call_id, user, lambda: gateway.calls.cancel_transfer(call_id))
         return ControlOut(call_id=call_id, status="resumed")
 
     @router.post(
@@ -168,9 +171,8 @@ def calls_router(gateway: GatewayService, access: Access) -> APIRouter:
         responses=_CONTROL_ERRORS,
     )
     async def dtmf(call_id: str, body: DtmfIn, user: Principal = reader) -> ControlOut:
-        _owned_call(gateway, call_id, user)
         method = DtmfMethod(body.method)
-        await _control(call_id, lambda: gateway.calls.send_dtmf(call_id, body.digits, method))
+        await _control(gateway, call_id, user, lambda: gateway.calls.send_dtmf(call_id, body.digits, method))
         return ControlOut(call_id=call_id, status="dtmf_sent")
 
     @router.post(
@@ -180,8 +182,9 @@ def calls_router(gateway: GatewayService, access: Access) -> APIRouter:
         responses=_CONTROL_ERRORS,
     )
     async def record(call_id: str, action: RecordAction, user: Principal = reader) -> RecordingOut:
-        _owned_call(gateway, call_id, user)
-        recording = await _control(call_id, lambda: gateway.calls.record(call_id, action.value))
+        recording = await _control(
+            gateway, call_id, user, lambda: gateway.calls.record(call_id, action.value)
+        )
         return RecordingOut(call_id=call_id, recording_id=recording.recording_id, state=recording.state.value)
 
     return router

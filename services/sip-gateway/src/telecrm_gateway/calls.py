@@ -113,15 +113,20 @@ class SipControl(Protocol):
     def record_stop(self, group: str) -> concurrent.futures.Future[None]: ...
 
 
-class CallControlError(GatewayError):
-    """A control request the call cannot take: ``kind`` is ``conflict`` (not in a state for it: not
-    answered, not recorded...) or ``invalid`` (bad input, ``field`` names it)."""
+class RequestRefused(GatewayError):
+    """A request the gateway turns down: ``kind`` says why (the subclass lists the kinds), ``field``
+    names the bad input when there is one."""
 
     def __init__(self, kind: str, message: str, field: str = "") -> None:
         super().__init__(message)
         self.kind = kind
         self.field = field
         self.message = message
+
+
+class CallControlError(RequestRefused):
+    """A control request the call cannot take: ``kind`` is ``conflict`` (not in a state for it: not
+    answered, not recorded...) or ``invalid`` (bad input, ``field`` names it)."""
 
 
 class RecordingState(StrEnum):
@@ -140,14 +145,8 @@ class Recording:
     path: str = ""
 
 
-class DialRefused(GatewayError):
+class DialRefused(RequestRefused):
     """A click-to-call that cannot be placed; ``kind`` is ``invalid``, ``unavailable`` or ``failed``."""
-
-    def __init__(self, kind: str, message: str, field: str = "") -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.field = field
-        self.message = message
 
 
 class EventSink(Protocol):
