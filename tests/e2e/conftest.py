@@ -16,6 +16,7 @@ The line +15551230009 rings a group of 101, 102 and 103 at once.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import secrets
 import sys
@@ -108,6 +109,34 @@ class Suite:
     def restart_calls(self) -> None:
         self.calls_proc = _calls_process(self.root, self.calls_env)
         wait_http_ok(f"{self.calls_url}/readyz", 60, self.calls_proc)
+
+
+@contextlib.contextmanager
+def web_service(suite: Suite, log_name: str, **env: str) -> Iterator[str]:
+    """The web service as a real process next to the suite's crm and calls (``env`` adds settings,
+    WEB_GATEWAY_URL for click-to-call); yields its base URL."""
+    port = free_port()
+    web = ManagedProcess(
+        "web",
+        [sys.executable, "-m", "telecrm_web"],
+        env={
+            "TELECRM_AUTH_SECRET": suite.calls_env["TELECRM_AUTH_SECRET"],
+            "WEB_NATS_URL": suite.nats.url,
+            "WEB_CRM_URL": suite.crm_url,
+            "WEB_CALLS_URL": suite.calls_url,
+            "WEB_HTTP_PORT": str(port),
+            "WEB_GRPC_PORT": str(free_port()),
+            "WEB_COOKIE_SECURE": "false",
+            "WEB_LOG_FORMAT": "text",
+            **env,
+        },
+        log_path=suite.root / log_name,
+    ).start()
+    try:
+        wait_http_ok(f"http://127.0.0.1:{port}/readyz", 60, web)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        web.stop()
 
 
 def _calls_process(root: Path, env: dict[str, str]) -> ManagedProcess:

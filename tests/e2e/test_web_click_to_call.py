@@ -9,7 +9,6 @@ that rings until the call is cancelled. The live calls bar follows the call (the
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from telecrm_devstack.processes import ManagedProcess, free_port, wait_http_ok
-from tests.e2e.conftest import Suite
+from telecrm_devstack.processes import wait_http_ok
+from tests.e2e.conftest import Suite, web_service
 from tests.e2e.test_web_screen_pop import AGENT_PASSWORD, CHROMIUM, TIMEOUT_MS, _need_chromium
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sip]
@@ -38,28 +37,8 @@ def gateway(suite: Suite) -> str:
 @pytest.fixture(scope="module")
 def web_url(suite: Suite, gateway: str) -> Iterator[str]:
     """The web service as a real process, with click-to-call through the suite's gateway."""
-    port = free_port()
-    web = ManagedProcess(
-        "web",
-        [sys.executable, "-m", "telecrm_web"],
-        env={
-            "TELECRM_AUTH_SECRET": suite.calls_env["TELECRM_AUTH_SECRET"],
-            "WEB_NATS_URL": suite.nats.url,
-            "WEB_CRM_URL": suite.crm_url,
-            "WEB_CALLS_URL": suite.calls_url,
-            "WEB_GATEWAY_URL": gateway,
-            "WEB_HTTP_PORT": str(port),
-            "WEB_GRPC_PORT": str(free_port()),
-            "WEB_COOKIE_SECURE": "false",
-            "WEB_LOG_FORMAT": "text",
-        },
-        log_path=suite.root / "web-click-to-call.log",
-    ).start()
-    try:
-        wait_http_ok(f"http://127.0.0.1:{port}/readyz", 60, web)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        web.stop()
+    with web_service(suite, "web-click-to-call.log", WEB_GATEWAY_URL=gateway) as url:
+        yield url
 
 
 _LOGINS: dict[tuple[int, str], str] = {}

@@ -13,7 +13,6 @@ filled in, and creating the contact from it turns the card into the contact's.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -23,8 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from telecrm_devstack.processes import ManagedProcess, free_port, wait_http_ok
-from tests.e2e.conftest import Suite
+from tests.e2e.conftest import Suite, web_service
 from tests.sipp.runner import SippResult, run_uac
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sip, pytest.mark.browser]
@@ -46,27 +44,8 @@ def _need_chromium() -> None:
 def web_url(suite: Suite) -> Iterator[str]:
     """The web service as a real process, next to the suite's crm, calls and gateway."""
     _need_chromium()
-    port = free_port()
-    web = ManagedProcess(
-        "web",
-        [sys.executable, "-m", "telecrm_web"],
-        env={
-            "TELECRM_AUTH_SECRET": suite.calls_env["TELECRM_AUTH_SECRET"],
-            "WEB_NATS_URL": suite.nats.url,
-            "WEB_CRM_URL": suite.crm_url,
-            "WEB_CALLS_URL": suite.calls_url,
-            "WEB_HTTP_PORT": str(port),
-            "WEB_GRPC_PORT": str(free_port()),
-            "WEB_COOKIE_SECURE": "false",
-            "WEB_LOG_FORMAT": "text",
-        },
-        log_path=suite.root / "web.log",
-    ).start()
-    try:
-        wait_http_ok(f"http://127.0.0.1:{port}/readyz", 60, web)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        web.stop()
+    with web_service(suite, "web.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
