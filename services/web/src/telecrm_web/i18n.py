@@ -1,4 +1,8 @@
-"""The desktop's languages: one message catalogue per language (``i18n/<code>.json``), chosen per user.
+"""The desktop's languages: one message catalogue per language, chosen per user.
+
+A language's catalogue is ``i18n/<code>.json`` (the desktop's common messages) merged with
+``i18n/<area>/<code>.json`` of each area of pages (tasks, reports, admin...): an area keeps its messages
+beside each other, and a key defined twice is an error, not a silent override.
 
 The user's language is kept in a cookie (crm's profile has no field for it yet); without one, the
 browser's ``Accept-Language`` picks among the languages there are, and English is the fallback. The
@@ -23,8 +27,16 @@ def catalogue(language: str) -> dict[str, str]:
     """The messages of ``language`` (English for a language there is no catalogue of)."""
     if language not in LANGUAGES:
         language = DEFAULT_LANGUAGE
-    text = resources.files("telecrm_web").joinpath("i18n", f"{language}.json").read_text("utf-8")
-    messages: dict[str, str] = json.loads(text)
+    root = resources.files("telecrm_web").joinpath("i18n")
+    messages: dict[str, str] = json.loads(root.joinpath(f"{language}.json").read_text("utf-8"))
+    for area in sorted((entry for entry in root.iterdir() if entry.is_dir()), key=lambda entry: entry.name):
+        part = area.joinpath(f"{language}.json")
+        if not part.is_file():
+            continue
+        extra: dict[str, str] = json.loads(part.read_text("utf-8"))
+        if twice := sorted(set(extra) & set(messages)):
+            raise ValueError(f"i18n/{area.name}/{language}.json defines again: {', '.join(twice[:5])}")
+        messages.update(extra)
     return messages
 
 

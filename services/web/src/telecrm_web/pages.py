@@ -91,6 +91,24 @@ class Pages:
         )
         return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
 
+    def signed_in_page(
+        self, request: Request, template: str, current: str, heading: str, **context: Any
+    ) -> Response:
+        """A page of the signed-in user (log-in first, and back here), with the desktop's context:
+        ``current`` marks the page in the navigation, ``heading`` is a message key."""
+        session = self.guard.session_of(request)
+        if session is None:
+            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        t = Translator(self.language(request))
+        return self.render(
+            template,
+            request,
+            **desktop_context(session, request),
+            current=current,
+            heading=t(heading),
+            **context,
+        )
+
     def login_page(
         self,
         request: Request,
@@ -201,30 +219,17 @@ def pages_router(pages: Pages) -> APIRouter:
             return RedirectResponse(f"/login?next={DEFAULT_NEXT}", status_code=303)
         return pages.render("desktop.html", request, **desktop_context(session, request), current="desktop")
 
-    def signed_in_page(request: Request, template: str, current: str, heading: str) -> Response:
-        session = guard.session_of(request)
-        if session is None:
-            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-        t = Translator(pages.language(request))
-        return pages.render(
-            template,
-            request,
-            **desktop_context(session, request),
-            current=current,
-            heading=t(heading),
-        )
-
     @router.get("/contacts")
     async def contacts(request: Request) -> Response:
-        return signed_in_page(request, "contacts.html", "contacts", "contacts_title")
+        return pages.signed_in_page(request, "contacts.html", "contacts", "contacts_title")
 
     @router.get("/missed")
     async def missed(request: Request) -> Response:
-        return signed_in_page(request, "missed.html", "missed", "missed_title")
+        return pages.signed_in_page(request, "missed.html", "missed", "missed_title")
 
     @router.get("/tickets")
     async def tickets(request: Request) -> Response:
-        return signed_in_page(request, "tickets.html", "tickets", "tickets_title")
+        return pages.signed_in_page(request, "tickets.html", "tickets", "tickets_title")
 
     @router.get("/static/{name}")
     async def static(name: str) -> Response:
@@ -254,4 +259,6 @@ def desktop_context(session: Session, request: Request) -> dict[str, Any]:
         "may_see_all": p.sees_all or p.is_supervisor,
         "has_team": bool(p.team_ids or p.supervised_team_ids),
         "can_modify_ticket": p.has("ticket.modify"),
+        "is_admin": p.is_admin,
+        "is_supervisor": p.is_supervisor,
     }
