@@ -27,6 +27,7 @@ import itertools
 import logging
 import os
 import queue
+import socket
 import sys
 import threading
 import time
@@ -58,6 +59,11 @@ PJSUA_MAX_CALLS = 4
 """Call legs one pjsua2 process can hold (compiled into the wheel; ``maxCalls`` above it is clamped)."""
 
 LEGS_PER_CALL = 2
+
+PJ_ETOOMANY = 70010
+"""pjlib's status when pjsua has no free call slot (PJ_ERRNO_START_STATUS + 10)."""
+SLOT_WAIT = 2.0
+"""Seconds an outgoing leg waits for a pjsua slot held by legs that are ending."""
 """Legs of a plain call (caller + one agent); ring groups take more, see :func:`legs_per_call`."""
 
 
@@ -128,7 +134,8 @@ class EngineConfig:
     identity: str = "gateway"  # user part of the endpoint's own SIP URI
     pjsip_log_level: int = 2  # 1 errors, 2 warnings, 3 info (SIP summaries), 4+ debug (messages)
     codecs: tuple[str, ...] = ("PCMU/8000", "PCMA/8000", "G722/16000")  # offered in this order; others off
-    poll_ms: int = 10  # libHandleEvents timeout: the longest a posted command waits
+    poll_ms: int = 10  # libHandleEvents timeout while legs are up: the longest a posted command waits
+    idle_poll_ms: int = 250  # ... with no legs: a posted command wakes the poll (see ``_wake``)
     trunk: TrunkConfig | None = None  # register upstream (digest auth) and place its calls through it
     recordings_dir: str = "recordings"  # where call recordings (WAV, named by call id) are written
 
@@ -380,10 +387,18 @@ class SipEngine:
         self._finished_recordings: list[_Recording] = []
         self._closing: list[tuple[_Recording, datetime, float]] = []  # recorders destroyed, files not yet
         self._hold_retries: dict[str, float] = {}  # leg -> until when its hold re-INVITE is retried
+        # outgoing legs waiting for a free pjsua slot: leg -> (account, uri, from, headers, until when)
+        self._slot_waits: dict[str, tuple[_PjAccount, str, str, tuple[Header, ...], float]] = {}
         self._accepting = True
         self._refused = 0
         self._port = 0
         self._public_host = ""
+        # Idle polling: with no legs the thread polls every ``idle_poll_ms`` instead of ``poll_ms`` (an
+        # idle worker of a large pool then costs next to nothing), and a command posted meanwhile wakes
+        # it with a CRLF keep-alive datagram to our own UDP port, which pjsip takes in silence.
+        self._idle = False
+        self._wake_to: tuple[str, int] | None = None
+        self._wake_socket: socket.socket | None = None
 
     # ------------------------------------------------------------------ lifecycle (any thread)
 
@@ -526,7 +541,16 @@ class SipEngine:
             future.set_exception(SipEngineError("the SIP engine is not running"))
             return future
         self._commands.put((fn, future))
+        if self._idle:
+            self._wake()
         return future
+
+    def _wake(self) -> None:
+        wake_to, sock = self._wake_to, self._wake_socket
+        if wake_to is None or sock is None:
+            return
+        with contextlib.suppress(OSError):  # the poll's timeout still runs the command, later
+            sock.sendto(b"\r\n\r\n", wake_to)
 
     # ------------------------------------------------------------------ the pjsua thread
 
@@ -569,10 +593,28 @@ class SipEngine:
         the Endpoint outlives it, so ``_destroy`` can free the Endpoint.)"""
         ep = self._ep
         assert ep is not None
+        idle_ms = self.config.idle_poll_ms if self._wake_to is not None else self.config.poll_ms
         while not self._stop_requested.is_set():
-            ep.libHandleEvents(self.config.poll_ms)
+            self._idle = not self._busy()  # set before the queue is looked at: see ``_submit``
+            if self._idle and self._commands.empty():
+                ep.libHandleEvents(idle_ms)
+            else:
+                ep.libHandleEvents(self.config.poll_ms)
+            self._idle = False
             self._after_events()
         self._hangup_all_and_wait(ep, timeout=5.0)
+
+    def _busy(self) -> bool:
+        """Whether anything needs the short poll: legs, or work of ``_after_events`` still pending."""
+        return bool(
+            self._legs
+            or self._hold_retries
+            or self._closing
+            or self._deferred_hangups
+            or self._media_dirty
+            or self._finished_recordings
+            or self._ended
+        )
 
     def _create(self) -> None:
         cfg = self.config
@@ -600,6 +642,7 @@ class SipEngine:
         public = cfg.public_address or _concrete(cfg.host)
         if cfg.udp:
             self._port = self._create_transport(ep, pj.PJSIP_TRANSPORT_UDP, cfg.port, public)
+            self._open_wake_socket(self._port)
         if cfg.tcp:
             tcp_port = self._create_transport(ep, pj.PJSIP_TRANSPORT_TCP, self._port or cfg.port, public)
             self._port = self._port or tcp_port
@@ -655,7 +698,23 @@ class SipEngine:
         self._public_host = self._public_host or host.strip("[]")
         return int(port_text)
 
+    def _open_wake_socket(self, port: int) -> None:
+        host = self.config.host or "0.0.0.0"
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+        except OSError as exc:  # then the engine polls every ``poll_ms``, idle or not
+            log.warning("no wake-up socket (%s): the SIP thread polls without pause", exc)
+            return
+        self._wake_socket, self._wake_to = sock, (host, port)
+
     def _destroy(self) -> None:
+        if self._wake_socket is not None:
+            self._wake_socket.close()
+            self._wake_socket, self._wake_to = None, None
         for group in self._groups.values():
             if group.recording is not None:  # legs that outlived the shutdown: the file is still usable
                 self._finished_recordings.append(group.recording)
@@ -713,6 +772,8 @@ class SipEngine:
                 self._connect_audio(leg_id)
         if self._hold_retries:
             self._retry_holds()
+        if self._slot_waits:
+            self._retry_slot_waits()
         if self._finished_recordings:
             finished, self._finished_recordings = self._finished_recordings, []
             for recording in finished:
@@ -770,6 +831,9 @@ class SipEngine:
         leg = self._legs.get(leg_id)
         if leg is None or leg.ended:
             return
+        if self._slot_waits.pop(leg_id, None) is not None:  # never sent: nothing to cancel on the wire
+            self._leg_gone(leg, 487, "Request Terminated")
+            return
         state = self._state_of(leg)
         if leg.role is _Role.INBOUND and state == pj.PJSIP_INV_STATE_CONNECTING:
             # Our 200 is not ACKed yet: RFC 3261 15 says BYE waits for the ACK (pjsua would send one
@@ -820,19 +884,43 @@ class SipEngine:
         leg = _Leg(leg_id, call, _Role.OUTBOUND, group_id)
         self._legs[leg_id] = leg
         group.legs.add(leg_id)
+        return self._make_call(leg, account, uri, from_uri, headers, time.monotonic() + SLOT_WAIT)
+
+    def _make_call(
+        self, leg: _Leg, account: _PjAccount, uri: str, from_uri: str, headers: Sequence[Header], until: float
+    ) -> str:
+        """INVITE ``uri`` for ``leg``. When pjsua has no free slot (INVITEs we are refusing, or the legs of
+        a call that just ended, still hold theirs for a moment) the leg waits for one until ``until``,
+        then ends with 503: the caller is told to try again (Kamailio tries another worker), never 502."""
         prm = self._op_param(0, "", headers, default_settings=True)
         if from_uri:
             prm.txOption.localUri = from_uri
         _reseed_pjlib_random()
         try:
-            call.makeCall(uri, prm)
+            leg.call.makeCall(uri, prm)
         except pj.Error as exc:
+            if exc.status == PJ_ETOOMANY and time.monotonic() < until:
+                leg.call = _PjCall(self, account, leg.leg_id, pj.PJSUA_INVALID_ID)  # a failed one is spent
+                self._slot_waits[leg.leg_id] = (account, uri, from_uri, tuple(headers), until)
+                return ""
+            if exc.status == PJ_ETOOMANY:
+                log.warning("cannot call %s: no free call slot within %.1f s", uri, SLOT_WAIT)
+                self._leg_gone(leg, 503, "Service Unavailable (no free call slot)")
+                return ""
             log.warning("cannot call %s: %s", uri, exc.info())
             self._leg_gone(leg, 502, f"Bad Gateway ({exc.title or exc.reason})")
             return ""
         with contextlib.suppress(pj.Error):  # already disconnected: its LegEnded fact is on its way
-            leg.sip_call_id = call.getInfo().callIdString
+            leg.sip_call_id = leg.call.getInfo().callIdString
         return leg.sip_call_id
+
+    def _retry_slot_waits(self) -> None:
+        waiting, self._slot_waits = self._slot_waits, {}
+        for leg_id, (account, uri, from_uri, headers, until) in waiting.items():
+            leg = self._legs.get(leg_id)
+            if leg is None or leg.ended:
+                continue
+            self._make_call(leg, account, uri, from_uri, headers, until)
 
     def _live(self, leg_id: str) -> _Leg:
         leg = self._legs.get(leg_id)
