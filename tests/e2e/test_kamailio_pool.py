@@ -22,11 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
+import httpx
 import nats
 import pytest
 
 from telecrm.events.v1 import call_events_pb2 as ev
+from telecrm.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from telecrm_common.auth import AuthSettings, Role, TokenIssuer
 from telecrm_devstack.processes import NatsServer
+from telecrm_devstack.testing import TEST_AUTH_SECRET, make_principal
 from telecrm_gateway.pool_kamailio import kamailio_binary
 from telecrm_gateway.pool_testing import PoolProcess
 from tests.sipp.runner import Sipp, arun_uac, environment_ok, free_port, header, start_uas
@@ -505,3 +510,55 @@ async def test_a_sip_scanner_finds_nothing_and_rings_nobody(
     assert not [m for m in phones.answer.stop().received() if m.startswith("INVITE ")]
     scan_log = (pool.log_dir / "kamailio.log").read_text()
     assert "SIP scan (friendly-scanner) INVITE" in scan_log
+
+
+async def test_the_pool_front_door_sends_dial_and_call_control_to_the_worker_holding_the_call(
+    start_pool: Callable[..., PoolProcess], nats_server: NatsServer
+) -> None:
+    """Clients know one REST and one gRPC address (the supervisor's), not the workers: a click-to-call
+    is placed by a worker with room, and the buttons of that call reach that worker, over either API."""
+    pool = start_pool(size=2, env={"TELECRM_AUTH_SECRET": TEST_AUTH_SECRET})
+    agent = make_principal("u-alice", Role.AGENT, employee_id="emp-101")
+    token, _ = TokenIssuer(AuthSettings(secret=TEST_AUTH_SECRET)).issue(agent)
+    front = f"http://127.0.0.1:{pool.http_port}"
+    async with (
+        pool_events(nats_server.url, pool) as events,
+        httpx.AsyncClient(base_url=front, headers={"Authorization": f"Bearer {token}"}, timeout=15) as rest,
+        grpc.aio.insecure_channel(f"127.0.0.1:{pool.grpc_port}") as channel,
+    ):
+        stub = gateway_pb2_grpc.CallControlStub(channel)
+        body = {"extension": "101", "number": "102", "idempotency_key": "click-1"}
+        placed = await rest.post("/calls/dial", json=body)
+        assert placed.status_code == 201, placed.text
+        call_id = placed.json()["call_id"]
+        # A second click with the same key reaches the same worker: one call, not two.
+        again = await rest.post("/calls/dial", json=body)
+        assert again.status_code == 200, again.text
+        assert again.json()["call_id"] == call_id
+        ringing = await events.wait("ringing", call_id=call_id)  # Alice answered; Bob's phone rings
+        active = await rest.get("/calls/active")
+        assert active.status_code == 200, active.text
+        assert [c["call_id"] for c in active.json()["items"]] == [call_id]
+
+        # A second call (over gRPC) goes to the other worker, the one with room.
+        second = await stub.Dial(gateway_pb2.DialRequest(extension="101", number="102", idempotency_key="k2"))
+        second_ringing = await events.wait("ringing", call_id=second.call_id)
+        assert second_ringing.source != ringing.source
+        await wait_until("each worker holds one call", lambda: sorted(live_calls(pool)) == [1, 1], pool=pool)
+
+        # Each call's buttons reach its own worker: REST for the first, gRPC for the second.
+        hung = await rest.post(f"/calls/{call_id}/hangup")
+        assert hung.status_code == 202, hung.text
+        await stub.Hangup(gateway_pb2.HangupRequest(call_id=second.call_id))
+        for ended_call in (call_id, second.call_id):
+            ended = await events.wait("ended", call_id=ended_call)
+            assert ended.source == events.first("offered", call_id=ended_call).source  # type: ignore[union-attr]
+
+        # A call nobody holds: the same answers as a single gateway's.
+        gone = await rest.post(f"/calls/{call_id}/hold")
+        assert gone.status_code == 404
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await stub.Hold(gateway_pb2.HoldRequest(call_id="no-such-call"))
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        unsigned = await rest.post("/calls/dial", json=body, headers={"Authorization": ""})
+        assert unsigned.status_code == 401

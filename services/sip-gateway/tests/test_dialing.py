@@ -26,7 +26,7 @@ from telecrm_common.grpc import GrpcServer
 from telecrm_devstack.testing import make_principal
 from telecrm_gateway import grpc as gateway_grpc
 from telecrm_gateway.api import create_app
-from telecrm_gateway.dialing import DialCommand, DialService
+from telecrm_gateway.dialing import DialBusy, DialCommand, DialService
 from telecrm_gateway.provider import ProviderCalls, ProviderEventIn
 from telecrm_gateway.routing import RoutingTable
 from telecrm_gateway.service import GatewayService
@@ -319,6 +319,28 @@ async def test_an_extension_no_provider_serves_is_501_until_sip_dialing_exists(
         {"ticket_id": "tk-1"},
     )
     assert pbx_webhook.received == []
+
+
+async def test_a_full_gateway_process_is_503_with_retry_after_and_the_same_key_retries(
+    client: httpx.AsyncClient, dialer: DialService
+) -> None:
+    """A process with no room (or draining) says "try again", which the pool's front door does on
+    another worker; a PBX's refusal stays 502."""
+    full = True
+
+    async def sip_dialer(command: DialCommand) -> None:
+        if full:
+            raise DialBusy("all 1 calls of this gateway process are in use")
+
+    dialer.sip_dialer = sip_dialer
+    body = {"extension": "101", "number": "+15557654321", "idempotency_key": "busy-1"}
+    refused = await client.post("/calls/dial", json=body)
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["Retry-After"] == "5"
+    assert "in use" in refused.json()["detail"]
+    full = False
+    placed = await client.post("/calls/dial", json=body)
+    assert placed.status_code == 201, placed.text
 
 
 @pytest.mark.parametrize(

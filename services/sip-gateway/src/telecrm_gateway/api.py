@@ -238,7 +238,10 @@ def create_app(
     if dialer is not None:
         app.include_router(
             dial_router(
-                dialer, access, lambda user, extension: may_dial_from(gateway.routes, user, extension)
+                dialer,
+                access,
+                lambda user, extension: may_dial_from(gateway.routes, user, extension),
+                retry_after=gateway.settings.retry_after,
             )
         )
     if provider is not None:

@@ -146,7 +146,8 @@ class Recording:
 
 
 class DialRefused(RequestRefused):
-    """A click-to-call that cannot be placed; ``kind`` is ``invalid``, ``unavailable`` or ``failed``."""
+    """A click-to-call that cannot be placed; ``kind`` is ``invalid``, ``unavailable``, ``busy`` (no room
+    in this process now, or draining: another process can take it) or ``failed``."""
 
 
 class EventSink(Protocol):
@@ -1213,7 +1214,7 @@ class CallManager:
         """Click-to-call: ring ``extension``'s phone, then ``number``; returns once the agent's leg is
         placed (the rest is reported as events of ``call_id``). Raises :class:`DialRefused`."""
         if self._draining:
-            raise DialRefused("failed", "the gateway is shutting down; try again")
+            raise DialRefused("busy", "the gateway is shutting down; try again")
         agent = self._routes.extension_of(extension)
         if agent is None:
             raise DialRefused(
@@ -1229,7 +1230,7 @@ class CallManager:
                 "unavailable", "no trunk to call external numbers through (GATEWAY_TRUNK_URI is not set)"
             )
         if len(self._calls) >= self._max_calls:
-            raise DialRefused("failed", f"all {self._max_calls} calls of this gateway process are in use")
+            raise DialRefused("busy", f"all {self._max_calls} calls of this gateway process are in use")
         user = quote(caller_id or agent.number, safe=_SIP_USER_SAFE)
         display = "" if internal is None else agent.name
         header = CallHeader(
@@ -1301,7 +1302,7 @@ class CallManager:
             call.legs.discard(click.agent_leg)
             if not call.ended:
                 self._end(call, EndCause.SHUTDOWN, self._clock())
-            raise DialRefused("failed", f"the agent's phone cannot be rung now: {exc}") from exc
+            raise DialRefused("busy", f"the agent's phone cannot be rung now: {exc}") from exc
         if sip_call_id and not call.header.sip_call_id:
             call.header = dataclasses.replace(call.header, sip_call_id=sip_call_id)
         if not call.ended and not click.agent_answered and click.agent_leg in call.legs:

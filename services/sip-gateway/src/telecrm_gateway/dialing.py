@@ -68,6 +68,11 @@ class DialFailed(DialError):
     """The PBX refused the call or could not be reached (HTTP 502, gRPC UNAVAILABLE)."""
 
 
+class DialBusy(DialFailed):
+    """This gateway process has no room for another call now, or is draining: another process of the
+    pool, or this one a moment later, can place it (HTTP 503 + Retry-After, gRPC RESOURCE_EXHAUSTED)."""
+
+
 @dataclass(frozen=True, slots=True)
 class DialCommand:
     """A click-to-call to place: what a backend gets."""
@@ -291,6 +296,7 @@ def _their_call_id(response: httpx.Response) -> str:
 
 
 __all__ = [
+    "DialBusy",
     "DialCommand",
     "DialConflict",
     "DialError",

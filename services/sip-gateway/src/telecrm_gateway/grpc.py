@@ -10,6 +10,7 @@ import grpc
 from telecrm.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from telecrm_gateway.calls import CallControlError
 from telecrm_gateway.dialing import (
+    DialBusy,
     DialConflict,
     DialFailed,
     DialNotAvailable,
@@ -83,6 +84,8 @@ class CallControlServicer(gateway_pb2_grpc.CallControlServicer):
             await _abort(context, grpc.StatusCode.ALREADY_EXISTS, str(exc))
         except DialNotAvailable as exc:
             await _abort(context, grpc.StatusCode.UNIMPLEMENTED, str(exc))
+        except DialBusy as exc:
+            await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         except DialFailed as exc:
             await _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
         return gateway_pb2.DialResponse(call_id=result.call_id)

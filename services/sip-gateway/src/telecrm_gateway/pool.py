@@ -668,8 +668,10 @@ async def serve(settings: PoolSettings) -> int:
     """Serve until SIGTERM/SIGINT: NATS, the supervisor, the pool's HTTP API."""
     from telecrm_common.bus import Bus, BusError
     from telecrm_common.events import STREAMS, decode_call_event
+    from telecrm_common.grpc import GrpcServer
     from telecrm_common.service import ServiceRunner
     from telecrm_gateway.pool_api import create_app
+    from telecrm_gateway.pool_front import GRPC_SERVICE, PoolFront, add_front_to_server
     from telecrm_gateway.publisher import bus_publisher
 
     try:
@@ -687,21 +689,26 @@ async def serve(settings: PoolSettings) -> int:
         except Exception as exc:  # a bad payload is the call log's problem (it dead-letters it)
             log.debug("ignored %s: %s", msg.subject, exc)
 
+    checks = {"nats": bus.check, "workers": supervisor.check_workers, "kamailio": supervisor.check_kamailio}
+    front = PoolFront(supervisor)
     try:
+        grpc_server = GrpcServer(settings, service_names=[GRPC_SERVICE], checks=checks)
+        add_front_to_server(grpc_server.server, front)
         await bus.ensure_streams(STREAMS)
         await bus.nc.subscribe("tel.call.>", cb=on_message)
         await supervisor.start()
     except (KamailioError, OSError, BusError) as exc:
         log.error("cannot start: %s", exc)
         await supervisor.stop()
+        await front.close()
         await bus.close()
         return EXIT_FAILED
-    checks = {"nats": bus.check, "workers": supervisor.check_workers, "kamailio": supervisor.check_kamailio}
     runner = ServiceRunner(
         settings,
-        http_app=create_app(supervisor, checks),
+        http_app=create_app(supervisor, checks, front),
+        grpc=grpc_server,
         background=[supervisor.run],
-        on_shutdown=[supervisor.stop, bus.close],
+        on_shutdown=[supervisor.stop, front.close, bus.close],
     )
     return await runner.run()
 

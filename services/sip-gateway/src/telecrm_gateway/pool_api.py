@@ -1,4 +1,5 @@
-"""REST API of the pool supervisor: its workers and health. OpenAPI at ``/docs``."""
+"""REST API of the pool supervisor: its workers and health, and the gateway's own API passed on to the
+worker each request belongs to (:mod:`telecrm_gateway.pool_front`). OpenAPI at ``/docs``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pydantic import BaseModel
 
 from telecrm_common.health import Check, health_router
 from telecrm_gateway.pool import PoolSupervisor
+from telecrm_gateway.pool_front import PoolFront, front_router
 
 
 class WorkerOut(BaseModel):
@@ -31,7 +33,9 @@ class PoolOut(BaseModel):
     workers: list[WorkerOut]
 
 
-def create_app(supervisor: PoolSupervisor, checks: Mapping[str, Check]) -> FastAPI:
+def create_app(
+    supervisor: PoolSupervisor, checks: Mapping[str, Check], front: PoolFront | None = None
+) -> FastAPI:
     app = FastAPI(
         title="telecrm sip-gateway pool",
         version="1",
@@ -43,4 +47,6 @@ def create_app(supervisor: PoolSupervisor, checks: Mapping[str, Check]) -> FastA
         return PoolOut.model_validate(supervisor.status())
 
     app.include_router(health_router(checks))
+    if front is not None:
+        app.include_router(front_router(front))
     return app

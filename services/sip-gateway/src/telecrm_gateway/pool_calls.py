@@ -90,6 +90,13 @@ class LiveCalls:
         while len(self._ended) > 10_000:
             del self._ended[next(iter(self._ended))]
 
+    def source_of(self, call_id: str) -> str | None:
+        """The source (worker) of a live call, None when it is not live."""
+        for source, calls in self._by_source.items():
+            if call_id in calls:
+                return source
+        return None
+
     def of(self, source: str) -> list[TrackedCall]:
         return list(self._by_source.get(source, {}).values())
 

@@ -78,6 +78,7 @@ class PoolProcess:
         self.http_port = free_ports(1, udp=False, high=EPHEMERAL)
         self.sip_port = free_ports(1, high=EPHEMERAL)
         self.rpc_port = free_ports(1, udp=False, high=EPHEMERAL)
+        self.grpc_port = free_ports(1, udp=False, high=EPHEMERAL)  # the pool's front door for CallControl
         self.worker_sip_port = free_ports(size, high=EPHEMERAL)
         self.worker_http_port = free_ports(size, udp=False, high=EPHEMERAL)
         self.worker_grpc_port = free_ports(size, udp=False, high=EPHEMERAL)
@@ -87,7 +88,7 @@ class PoolProcess:
             "GATEWAY_NATS_URL": nats_url,
             "GATEWAY_INSTANCE_ID": self.instance_id,
             "GATEWAY_HTTP_PORT": str(self.http_port),
-            "GATEWAY_GRPC_PORT": str(free_ports(1, udp=False, high=EPHEMERAL)),
+            "GATEWAY_GRPC_PORT": str(self.grpc_port),
             "GATEWAY_ROUTES_FILE": str(routes_file),
             "GATEWAY_MAX_CALLS": str(max_calls),
             "GATEWAY_LOG_FORMAT": "text",

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError
 from telecrm_common.auth import Access, Principal
 from telecrm_gateway.crm_lookup import CrmLookup
 from telecrm_gateway.dialing import (
+    DialBusy,
     DialConflict,
     DialFailed,
     DialNotAvailable,
@@ -259,7 +260,11 @@ def provider_router(calls: ProviderCalls, lookup: CrmLookup, keys: Mapping[str, 
 
 
 def dial_router(
-    dialer: DialService, access: Access, may_dial_from: Callable[[Principal, str], None]
+    dialer: DialService,
+    access: Access,
+    may_dial_from: Callable[[Principal, str], None],
+    *,
+    retry_after: int = 5,
 ) -> APIRouter:
     """``POST /calls/dial``: click-to-call, for a signed-in user from an extension they may call from
     (``may_dial_from`` answers 403 otherwise)."""
@@ -275,6 +280,7 @@ def dial_router(
             409: {"description": "The idempotency key was used for another call within the window"},
             422: {"description": "A field is missing or invalid"},
             501: {"description": "No backend can call from this extension"},
+            503: {"description": "This gateway process is full or draining: try again (Retry-After)"},
             502: {"description": "The PBX refused the call or could not be reached"},
         },
     )
@@ -299,6 +305,10 @@ def dial_router(
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         except DialNotAvailable as exc:
             raise HTTPException(status.HTTP_501_NOT_IMPLEMENTED, str(exc)) from None
+        except DialBusy as exc:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": str(retry_after)}
+            ) from None
         except DialFailed as exc:
             raise HTTPException(status.HTTP_502_BAD_GATEWAY, str(exc)) from None
         response.status_code = status.HTTP_200_OK if result.repeated else status.HTTP_201_CREATED

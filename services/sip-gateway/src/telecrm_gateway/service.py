@@ -9,7 +9,7 @@ import logging
 
 from telecrm_common.errors import NotReadyError
 from telecrm_gateway.calls import CallerLookup, CallManager, DialRefused, LiveCall
-from telecrm_gateway.dialing import DialCommand, DialFailed, DialNotAvailable, InvalidDial
+from telecrm_gateway.dialing import DialBusy, DialCommand, DialFailed, DialNotAvailable, InvalidDial
 from telecrm_gateway.errors import SipEngineError
 from telecrm_gateway.events import EndCause
 from telecrm_gateway.publisher import EventPublisher, PublishFn
@@ -139,6 +139,8 @@ class GatewayService:
                 raise InvalidDial(exc.field, exc.message) from None
             if exc.kind == "unavailable":
                 raise DialNotAvailable(exc.message) from None
+            if exc.kind == "busy":
+                raise DialBusy(exc.message) from None
             raise DialFailed(exc.message) from None
 
     def hangup(self, call_id: str) -> None:
