@@ -4,6 +4,11 @@ Starts nats-server (JetStream, data under var/nats, on a free port) unless NATS_
 service's migrations (SQLite files under var/ unless DATABASE_URL is set), starts every service and the
 demo desk phones, prints where to look, and stops everything cleanly on Ctrl-C. The ports it chose are
 written to var/devstack.json, which `make call` reads.
+
+The SIP gateway runs as in production when Kamailio is installed (`make test-deps` installs Debian's):
+Kamailio on the SIP port in front of a pool of ``GATEWAY_POOL_SIZE`` (default 2) pjsua2 workers, whose
+supervisor serves the gateway's REST and gRPC API. Without Kamailio, or with ``GATEWAY_POOL_SIZE=0``,
+one gateway process takes the SIP port itself (2 calls at a time).
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ from telecrm_devstack.processes import (
     port_is_free,
     wait_http_ok,
 )
+from telecrm_gateway.pool import RTP_PORTS_PER_WORKER
+from telecrm_gateway.pool_kamailio import kamailio_binary
+from telecrm_gateway.pool_testing import DEPLOY_CONFIG, EPHEMERAL, free_ports
 
 log = logging.getLogger("devstack")
 
@@ -112,6 +120,9 @@ class Stack:
     admin_password: str = ""
     # The key crm signs access tokens with and every service checks them with (TELECRM_AUTH_SECRET).
     auth_secret: str = ""
+    # Gateway workers behind Kamailio (0: one gateway process on the SIP port, no Kamailio).
+    gateway_pool: int = 0
+    pool_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def var(self) -> Path:
@@ -155,8 +166,32 @@ class Stack:
                 GATEWAY_RECORDINGS_DIR=str(self.var / "recordings"),
                 # The caller's name on the agent's phone, from crm's contacts.
                 GATEWAY_CRM_GRPC_TARGET=f"127.0.0.1:{self.grpc_ports['crm']}",
+                **self.pool_env,
             )
         return env
+
+    def module_of(self, spec: ServiceSpec) -> str:
+        return "telecrm_gateway.pool" if spec.name == "sip-gateway" and self.gateway_pool else spec.module
+
+    def plan_gateway_pool(self, size: int) -> None:
+        """Kamailio on the SIP port, ``size`` workers on ports of their own (0 or no Kamailio: none)."""
+        if size <= 0 or kamailio_binary() is None:
+            self.gateway_pool, self.pool_env = 0, {}
+            return
+        self.gateway_pool = size
+        self.pool_env = {
+            "GATEWAY_POOL_SIZE": str(size),
+            "GATEWAY_POOL_SIP_PORT": str(free_ports(size, high=EPHEMERAL)),
+            "GATEWAY_POOL_HTTP_PORT": str(free_ports(size, udp=False, high=EPHEMERAL)),
+            "GATEWAY_POOL_GRPC_PORT": str(free_ports(size, udp=False, high=EPHEMERAL)),
+            "GATEWAY_POOL_LOG_DIR": str(self.var / "log" / "gateway-workers"),
+            "GATEWAY_RTP_PORT": str(free_ports(size * RTP_PORTS_PER_WORKER, low=10000, high=20000)),
+            "GATEWAY_RTP_PORT_RANGE": str(RTP_PORTS_PER_WORKER),
+            "GATEWAY_KAMAILIO_CONFIG": str(DEPLOY_CONFIG),
+            "GATEWAY_KAMAILIO_SIP_PORT": str(self.sip_port),
+            "GATEWAY_KAMAILIO_RPC_PORT": str(free_ports(1, udp=False, high=EPHEMERAL)),
+            "GATEWAY_KAMAILIO_RUN_DIR": str(self.var / "kamailio"),
+        }
 
     def state(self) -> dict[str, object]:
         return {
@@ -218,6 +253,11 @@ def start(root: Path, *, env: Mapping[str, str] = os.environ) -> Stack:
         stack.http_ports[spec.name] = _port(spec.http_port)
         stack.grpc_ports[spec.name] = _port(spec.grpc_port)
     (stack.var / "routes.toml").write_text(ROUTES_TEMPLATE.format(phones=stack.phones_port))
+    stack.plan_gateway_pool(int(env.get("GATEWAY_POOL_SIZE", "2") or "0"))
+    if stack.gateway_pool:
+        log.info("SIP: Kamailio on %d in front of %d gateway workers", stack.sip_port, stack.gateway_pool)
+    else:
+        log.info("SIP: one gateway process on %d (no kamailio, or GATEWAY_POOL_SIZE=0)", stack.sip_port)
 
     try:
         with_database = [spec for spec in SERVICES if spec.has_database]
@@ -236,7 +276,7 @@ def start(root: Path, *, env: Mapping[str, str] = os.environ) -> Stack:
         for spec in SERVICES:
             proc = ManagedProcess(
                 spec.name,
-                python_module(spec.module),
+                python_module(stack.module_of(spec)),
                 env=stack.service_env(spec),
                 log_path=logs / f"{spec.name}.log",
             ).start()
@@ -275,7 +315,12 @@ def banner(stack: Stack) -> str:
         "",
         f"  agent desktop    http://127.0.0.1:{h['web']}/   "
         f"(log in as {stack.admin_login} / {stack.admin_password})",
-        f"  SIP gateway      sip:127.0.0.1:{stack.sip_port} (UDP and TCP)",
+        f"  SIP gateway      sip:127.0.0.1:{stack.sip_port} (UDP and TCP; "
+        + (
+            f"Kamailio in front of {stack.gateway_pool} gateway workers)"
+            if stack.gateway_pool
+            else "one gateway process: install kamailio for the pool)"
+        ),
         f"  call log         http://127.0.0.1:{h['calls']}/calls       (API docs: /docs)",
         f"  sip-gateway API  http://127.0.0.1:{h['sip-gateway']}/docs",
         f"  crm              http://127.0.0.1:{h['crm']}/docs",

@@ -15,7 +15,9 @@ each request on, as it is, to the worker it belongs to:
   clicks stay one call;
 - ``GET /calls/active`` asks every ready worker and joins their answers;
 - the providers' API (``/provider/...``) goes to one worker (the first ready one): their events are
-  idempotent without memory, and one worker keeps the small memory of live provider calls whole.
+  idempotent without memory, and one worker keeps the small memory of live provider calls whole;
+- the admin API (``/admin/...``: routes and ring groups, trunk settings) goes to that worker too: the
+  workers share one routes file and each follows its changes.
 
 The user's ``Authorization`` (and every other end-to-end header or gRPC metadata) is passed on: each
 worker checks the token itself. A worker that does not answer gives 502 / UNAVAILABLE.
@@ -250,6 +252,18 @@ def front_router(front: PoolFront) -> APIRouter:
         tags=["provider"],
     )
     async def provider(rest: str, request: Request) -> Response:
+        worker = front.provider_worker()
+        if worker is None:
+            return _no_worker()
+        return await front.forward(worker, request, await request.body())
+
+    @router.api_route(
+        "/admin/{rest:path}",
+        methods=["GET", "PUT", "POST", "PATCH", "DELETE"],
+        summary="The gateway's admin API (routes, trunk): every worker reads the same routes file",
+        tags=["admin"],
+    )
+    async def admin(rest: str, request: Request) -> Response:
         worker = front.provider_worker()
         if worker is None:
             return _no_worker()
