@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from telecrm_common.auth import Access, Principal
 from telecrm_common.health import Check, health_router
 from telecrm_gateway.access import may_dial_from, may_see
+from telecrm_gateway.admin_api import admin_router
 from telecrm_gateway.calls import CallControlError, LiveCall
 from telecrm_gateway.crm_lookup import CrmLookup
 from telecrm_gateway.dialing import DialService
@@ -250,4 +251,5 @@ def create_app(
         )
     app.include_router(health_router(checks))
     app.include_router(trunk_router(gateway))
+    app.include_router(admin_router(gateway, access))
     return app

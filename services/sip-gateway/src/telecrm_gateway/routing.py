@@ -336,6 +336,56 @@ class RoutingTable:
             if route.legs_needed > max_legs:  # not reachable through the groups check; kept as a guard
                 raise RoutingConfigError(f"route to {route.target} needs {route.legs_needed} SIP legs")
 
+    def replace_with(self, other: RoutingTable) -> None:
+        """Take ``other``'s routes in place: every holder of this table (the call logic, the APIs) uses
+        them from the next look-up on; routes already handed to calls are not changed. Call it on the
+        event loop, where the look-ups run, so none sees half of each table."""
+        vars(self).update(vars(other))
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The table in the routes file's shape (contacts and timeouts as resolved when it was loaded)."""
+
+        def overflow(target: Target) -> str | None:
+            return None if target == MISSED else str(target)
+
+        def group(g: RingGroup) -> dict[str, Any]:
+            return {
+                "strategy": g.strategy.value,
+                "members": [member.number for member in g.members],
+                "member_timeout": g.member_timeout,
+                "timeout": g.timeout,
+                "overflow": overflow(g.overflow),
+                "name": "" if g.display_name == g.name else g.display_name,
+            }
+
+        return {
+            "registrar": "",
+            "extensions": {
+                number: {
+                    "contact": e.contact,
+                    "name": e.name,
+                    "employee_id": e.employee_id,
+                    "ring_timeout": e.ring_timeout,
+                    "overflow": overflow(e.overflow),
+                    "record": e.record,
+                }
+                for number, e in self.extensions.items()
+            },
+            "groups": {name: group(g) for name, g in self.groups.items()},
+            "queues": {name: group(g) for name, g in self.queues.items()},
+            "lines": {
+                number: {
+                    "extension": line.target.name if line.target.kind is TargetKind.EXTENSION else None,
+                    "group": line.target.name if line.target.kind is TargetKind.GROUP else None,
+                    "queue": line.target.name if line.target.kind is TargetKind.QUEUE else None,
+                    "name": line.name,
+                    "overflow": None if line.overflow is None else str(line.overflow),
+                    "record": line.record,
+                }
+                for number, line in self.lines.items()
+            },
+        }
+
     # --- building routes
 
     def _stage(self, target: Target, where: str) -> tuple[Stage, Target]:
@@ -431,6 +481,18 @@ class RoutingTable:
             groups(TargetKind.GROUP, parsed.groups),
             groups(TargetKind.QUEUE, parsed.queues),
         )
+
+
+def routes_document(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The routes file's content with every key given (defaults filled in), as JSON-ready data.
+
+    Checks the shape only (the references and capacity are :meth:`RoutingTable.from_mapping`'s and
+    :meth:`RoutingTable.check_capacity`'s); RoutingConfigError, caused by the ValidationError, otherwise.
+    """
+    try:
+        return _RoutesFile.model_validate(data).model_dump(mode="json")
+    except ValidationError as exc:
+        raise RoutingConfigError(f"invalid routes: {_describe(exc)}") from exc
 
 
 def contact_at(server: str, user: str) -> str:
