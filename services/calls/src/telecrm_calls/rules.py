@@ -69,6 +69,9 @@ def is_short_number(number: str | None, rules: CallRules) -> bool:
 def _one_per_employee(parties: tuple[PartyRef, ...]) -> tuple[PartyRef, ...]:
     """An employee is named on one party of a call only, its strongest role (placed, answered,
     transferred, rang): an employee with two extensions on one call has the call once in their log."""
+    named = [party.employee_id for party in parties if party.employee_id]
+    if len(named) == len(set(named)):
+        return parties  # nobody on two parties (nearly every call): nothing to drop
     seen: set[str] = set()
     kept: dict[str, PartyRef] = {}
     for party in sorted(parties, key=lambda p: (-PARTY_ROLE_STRENGTH[p.role], p.extension)):
@@ -99,10 +102,11 @@ def apply(record: CallRecord, view: RegistryView, rules: CallRules) -> CallRecor
 
     parties = _one_per_employee(
         tuple(
-            replace(
-                party,
-                employee_id=(employee := party.employee_id or view.employee_of(party.extension)),
-                team_id=view.team_of(employee),
+            PartyRef(
+                party.extension,
+                party.role,
+                employee := party.employee_id or view.employee_of(party.extension),
+                view.team_of(employee),
             )
             for party in record.parties
         )

@@ -336,43 +336,86 @@ class Bus:
         them, or those before the first that failed or was not acknowledged within ``timeout``
         (those after it may have been stored too; publishing them again stores them once, by their
         ``Nats-Msg-Id``). One round trip for the lot instead of one per message.
+
+        The acknowledgements come to one inbox of this call (``<inbox>.<index>``), counted as they
+        arrive: nats-py's ``publish_async`` costs a future, a random token, a semaphore and a parsed
+        PubAck per message, more than the publish itself, and the outbox of every service and the
+        gateway publish through here.
         """
-        futures: list[asyncio.Future[api.PubAck]] = []
+        if not messages:
+            return 0
+        outcome: list[bool | None] = [None] * len(messages)  # True: stored, False: refused
+        refusals: dict[int, bytes] = {}
+        waiting = len(messages)
+        all_in = asyncio.Event()
+        inbox = self._nc.new_inbox()
+
+        async def acknowledged(msg: Msg) -> None:
+            nonlocal waiting
+            index = int(msg.subject.rpartition(".")[2])
+            if outcome[index] is not None:
+                return
+            # A PubAck is {"stream":..., "seq":...}; a refusal is {"error":...}, or a status without
+            # payload (503: no stream listens on the subject).
+            refused = b'"error"' in msg.data or bool(msg.headers and STATUS_HEADER in msg.headers)
+            outcome[index] = not refused
+            if refused:
+                refusals[index] = msg.data[:200] or str(msg.headers).encode()
+            waiting -= 1
+            if waiting == 0:
+                all_in.set()
+
+        sent = 0
         try:
-            for message in messages:
-                headers = {
-                    **message.headers,
-                    MSG_ID_HEADER: message.msg_id,
-                    TYPE_HEADER: message.message_type,
-                }
-                future = await self._js.publish_async(message.subject, message.payload, headers=headers)
-                futures.append(future)
+            subscription = await self._nc.subscribe(f"{inbox}.*", cb=acknowledged)
         except Exception as exc:
             if not _is_transient(exc) and not isinstance(exc, nats.errors.Error):
                 raise
             log.warning("publishing failed (%s)", exc or type(exc).__name__)
-        if not futures:
             return 0
-        done, _ = await asyncio.wait(futures, timeout=timeout)
-        acknowledged = 0
-        for future in futures:
-            if future not in done or future.exception() is not None:
-                break
-            acknowledged += 1
-        for future in futures:
-            if not future.done():
-                future.cancel()
-        if acknowledged < len(futures):
-            failed = futures[acknowledged]
-            reason = "no acknowledgement in time" if failed not in done else repr(failed.exception())
+        try:
+            try:
+                for index, message in enumerate(messages):
+                    headers = {
+                        **message.headers,
+                        MSG_ID_HEADER: message.msg_id,
+                        TYPE_HEADER: message.message_type,
+                    }
+                    await self._nc.publish(
+                        message.subject, message.payload, reply=f"{inbox}.{index}", headers=headers
+                    )
+                    sent += 1
+            except Exception as exc:
+                if not _is_transient(exc) and not isinstance(exc, nats.errors.Error):
+                    raise
+                log.warning("publishing failed (%s)", exc or type(exc).__name__)
+            if sent:
+                waiting -= len(messages) - sent
+                if waiting <= 0:
+                    all_in.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(all_in.wait(), timeout)
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
+        if not sent:
+            return 0
+        count = next((index for index, stored in enumerate(outcome[:sent]) if not stored), sent)
+        if count < len(messages):
+            if count >= sent:
+                reason = "not sent"
+            elif outcome[count] is None:
+                reason = "no acknowledgement in time"
+            else:
+                reason = f"refused: {refusals[count]!r}"
             log.warning(
                 "%d of %d messages acknowledged; %s on %s",
-                acknowledged,
-                len(futures),
+                count,
+                len(messages),
                 reason,
-                messages[acknowledged].subject,
+                messages[count].subject,
             )
-        return acknowledged
+        return count
 
     # --- consuming --------------------------------------------------------------------------------
 
