@@ -13,12 +13,23 @@ afterwards), or with ``into_existing`` that very database (the calls of the run 
 ingestion into a big call log, e.g. the 10-million-call dataset of :mod:`tests.bench.calls_data`);
 otherwise a fresh PostgreSQL database when TEST_DATABASE_URL is set, else SQLite. With ``profile`` the
 calls service runs under cProfile and its statistics are written there.
+
+Wall-clock rates depend on what else runs on the machine; the cost of a lifecycle much less. Each run
+also reports it: CPU seconds of the calls processes and of the PostgreSQL backends serving the bench
+database per 1,000 lifecycles, and the database's work per lifecycle: transactions, rows inserted and
+updated in the call log's tables (with the share of HOT updates, which touch no index), and the WAL
+written for the bench database (read with ``pg_waldump`` when the server is local and its WAL
+readable, else the server-wide WAL, other clients included).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -100,9 +111,168 @@ class RunResult:
     outbox_backlog: int  # calls.* events waiting in the outbox when the consumer had caught up
     outbox_seconds: float  # how long after that the outbox was empty
     lag_at_last_publish: int = 0
+    cost: Cost | None = None
 
 
 TICK_SECONDS = 0.05
+
+# The call log's tables ingestion writes, whose row counters the cost reports.
+INGEST_TABLES = ("call_events", "calls", "call_parties", "outbox")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Counters read before and after a run; the run's cost is the difference."""
+
+    consumer_cpu: float  # seconds, every calls process
+    backend_cpu: dict[int, float]  # seconds, by pid: PostgreSQL backends serving the bench database
+    wal_lsn: int
+    commits: int
+    rows: dict[str, tuple[int, int, int]]  # table: (inserted, updated, HOT-updated)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one run cost, per lifecycle (``calls`` of them)."""
+
+    calls: int
+    consumer_cpu: float
+    backend_cpu: float
+    wal_bytes: int
+    wal_scope: str  # "bench database" or "server-wide"
+    wal_by_relation: dict[str, int]  # empty when only the server-wide figure is known
+    commits: int
+    rows: dict[str, tuple[int, int, int]]
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a local process (None when it is gone or not readable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _snapshot(conn: asyncpg.Connection, consumer_pids: list[int]) -> Snapshot:
+    consumer = sum(filter(None, (_cpu_seconds(pid) for pid in consumer_pids)))
+    pids = await conn.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    backends = {row["pid"]: cpu for row in pids if (cpu := _cpu_seconds(row["pid"])) is not None}
+    lsn = int(await conn.fetchval("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')"))
+    commits = int(
+        await conn.fetchval("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+    )
+    tables = await conn.fetch(
+        "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+        "WHERE relname = ANY($1::text[])",
+        list(INGEST_TABLES),
+    )
+    rows = {r["relname"]: (r["n_tup_ins"], r["n_tup_upd"], r["n_tup_hot_upd"]) for r in tables}
+    return Snapshot(consumer, backends, lsn, commits, rows)
+
+
+async def _settled_snapshot(conn: asyncpg.Connection, consumer_pids: list[int]) -> Snapshot:
+    """A snapshot once the backends reported their table counters (an idle backend flushes its
+    statistics within about ten seconds)."""
+    last = await _snapshot(conn, consumer_pids)
+    for _ in range(30):
+        await asyncio.sleep(1.0)
+        now = await _snapshot(conn, consumer_pids)
+        if now.rows == last.rows and now.commits == last.commits:
+            return now
+        last = now
+    return last
+
+
+def _pg_waldump(server_version: int) -> str | None:
+    major = server_version // 10_000
+    found = shutil.which("pg_waldump") or f"/usr/lib/postgresql/{major}/bin/pg_waldump"
+    return found if Path(found).exists() else None
+
+
+_WAL_RECORD = re.compile(r"len \(rec/tot\):\s*\d+/\s*(\d+), tx:\s*(\d+),.*?desc: (\S+)")
+
+
+async def _database_wal(conn: asyncpg.Connection, start: int, end: int) -> tuple[int, dict[str, int]] | None:
+    """Bytes of WAL between the two positions that belong to this database (records on its relations
+    and the commit records of their transactions), and those bytes by relation (table or index;
+    ``commit`` for the commit records). None when the WAL cannot be read here."""
+    version = int(await conn.fetchval("SHOW server_version_num"))
+    tool = _pg_waldump(version)
+    try:
+        data_dir = await conn.fetchval("SHOW data_directory")
+    except asyncpg.PostgresError:
+        return None
+    wal_dir = Path(data_dir) / "pg_wal"
+    if tool is None or not os.access(wal_dir, os.R_OK):
+        return None
+    oid = int(await conn.fetchval("SELECT oid FROM pg_database WHERE datname = current_database()"))
+    relation = re.compile(rf"rel \d+/{oid}/(\d+)")
+
+    def lsn(value: int) -> str:
+        return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [tool, "-p", str(wal_dir), "-s", lsn(start), "-e", lsn(end)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    ours: set[str] = set()
+    by_node: dict[int, int] = {}
+    commits: list[tuple[str, int]] = []
+    for line in proc.stdout.splitlines():
+        match = _WAL_RECORD.search(line)
+        if match is None:
+            continue
+        size, xid, desc = int(match.group(1)), match.group(2), match.group(3)
+        if (rel := relation.search(line)) is not None:
+            node = int(rel.group(1))
+            by_node[node] = by_node.get(node, 0) + size
+            ours.add(xid)
+        elif desc == "COMMIT":
+            commits.append((xid, size))
+    names = {
+        int(r["relfilenode"]): r["relname"]
+        for r in await conn.fetch("SELECT relfilenode, relname FROM pg_class WHERE relfilenode <> 0")
+    }
+    by_relation: dict[str, int] = {}
+    for node, size in by_node.items():
+        name = names.get(node, f"relfilenode {node}")
+        by_relation[name] = by_relation.get(name, 0) + size
+    by_relation["commit"] = sum(size for xid, size in commits if xid in ours)
+    return sum(by_relation.values()), by_relation
+
+
+async def _cost(conn: asyncpg.Connection, before: Snapshot, after: Snapshot, calls: int) -> Cost:
+    backend = sum(cpu - before.backend_cpu.get(pid, 0.0) for pid, cpu in after.backend_cpu.items())
+    read = await _database_wal(conn, before.wal_lsn, after.wal_lsn)
+    scope = "bench database"
+    wal_by_relation: dict[str, int] = {}
+    if read is None:
+        wal, scope = after.wal_lsn - before.wal_lsn, "server-wide"
+    else:
+        wal, wal_by_relation = read
+    rows = {
+        table: tuple(
+            a - b
+            for a, b in zip(after.rows.get(table, (0, 0, 0)), before.rows.get(table, (0, 0, 0)), strict=True)
+        )
+        for table in INGEST_TABLES
+    }
+    return Cost(
+        calls,
+        after.consumer_cpu - before.consumer_cpu,
+        backend,
+        wal,
+        scope,
+        wal_by_relation,
+        after.commits - before.commits,
+        rows,  # type: ignore[arg-type]
+    )
 
 
 def serialized(events: list[ev.CallEvent]) -> list[SerializedMessage]:
@@ -143,7 +313,13 @@ async def _publish_paced(
 
 
 async def one_run(
-    nats_url: str, database_url: str, calls: int, durable: str, first: int = 0, rate: float | None = None
+    nats_url: str,
+    database_url: str,
+    calls: int,
+    durable: str,
+    first: int = 0,
+    rate: float | None = None,
+    consumer_pids: list[int] | None = None,
 ) -> RunResult:
     bus = await Bus.connect(nats_url, name="bench")
     await bus.ensure_streams(STREAMS)
@@ -152,6 +328,12 @@ async def one_run(
     call_ids = sorted({e.call_id for e in events})
     messages = serialized(events)
     spec = tel_consumer(durable)
+    stats: asyncpg.Connection | None = None
+    before: Snapshot | None = None
+    if database_url.startswith("postgresql"):
+        plain = make_url(database_url).set(drivername="postgresql")
+        stats = await asyncpg.connect(plain.render_as_string(hide_password=False), timeout=10)
+        before = await _settled_snapshot(stats, consumer_pids or [])
     max_lag = lag_at_last_publish = 0
     t0 = time.perf_counter()
     if rate is not None:
@@ -193,6 +375,13 @@ async def one_run(
                 )
             ).scalar_one()
     await engine.dispose()
+    cost = None
+    if stats is not None and before is not None:
+        try:
+            after = await _settled_snapshot(stats, consumer_pids or [])
+            cost = await _cost(stats, before, after, calls)
+        finally:
+            await stats.close()
     return RunResult(
         len(events),
         t_published - t0,
@@ -203,6 +392,7 @@ async def one_run(
         backlog or 0,
         t_outbox - t_done,
         lag_at_last_publish,
+        cost,
     )
 
 
@@ -299,8 +489,19 @@ def run(
                 procs.append(proc)
                 wait_http_ok(f"http://127.0.0.1:{port}/readyz", 60, proc)
             for repeat in range(repeats):
+                pids = [proc.process.pid for proc in procs if proc.process is not None]
                 results.append(
-                    asyncio.run(one_run(nats.url, database_url, calls, "calls", repeat * calls, rate=rate))
+                    asyncio.run(
+                        one_run(
+                            nats.url,
+                            database_url,
+                            calls,
+                            "calls",
+                            repeat * calls,
+                            rate=rate,
+                            consumer_pids=pids,
+                        )
+                    )
                 )
             expected = calls * repeats
             got = sum(r.records for r in results)
@@ -315,6 +516,7 @@ def run(
                     f"empty {statistics.median([r.outbox_seconds for r in results]):.2f}s later (median)",
                 )
             )
+            rows += _cost_rows(results)
             rows.append(
                 Row(
                     "  ended records / calls published",
@@ -401,3 +603,62 @@ def _paced_rows(results: list[RunResult], rate: float, calls: int, repeats: int,
             f"runs: {', '.join(f'{lag:,}' for lag in at_end)}; empty {statistics.median(drains):.2f} s later",
         ),
     ]
+
+
+def _cost_rows(results: list[RunResult]) -> list[Row]:
+    """What a lifecycle cost (medians over the runs): CPU, transactions, rows written, WAL."""
+    costs = [r.cost for r in results if r.cost is not None]
+    if not costs:
+        return []
+
+    def median(per_run: Callable[[Cost], float]) -> float:
+        return statistics.median(per_run(c) for c in costs)
+
+    def per_call(table: str, index: int) -> float:
+        return median(lambda c: c.rows[table][index] / c.calls)
+
+    hot = median(lambda c: c.rows["calls"][2] / c.rows["calls"][1] if c.rows["calls"][1] else 0.0)
+    return [
+        Row(
+            "  consumer CPU s / 1,000 lifecycles",
+            f"{median(lambda c: c.consumer_cpu / c.calls * 1000):.3f}",
+            "every calls process; runs: "
+            + ", ".join(f"{c.consumer_cpu / c.calls * 1000:.3f}" for c in costs),
+        ),
+        Row(
+            "  PostgreSQL backends CPU s / 1,000 lifecycles",
+            f"{median(lambda c: c.backend_cpu / c.calls * 1000):.3f}",
+            "the backends serving the bench database (not the WAL writer, checkpointer, autovacuum)",
+        ),
+        Row(
+            "  WAL bytes / lifecycle",
+            f"{median(lambda c: c.wal_bytes / c.calls):,.0f}",
+            f"{costs[0].wal_scope}; runs: {', '.join(f'{c.wal_bytes / c.calls:,.0f}' for c in costs)}",
+        ),
+        *_wal_rows(costs),
+        Row(
+            "  transactions / 1,000 lifecycles",
+            f"{median(lambda c: c.commits / c.calls * 1000):.1f}",
+            "commits in the bench database (ingest batches, outbox, the bench's own polling)",
+        ),
+        Row(
+            "  calls rows inserted + updated / lifecycle",
+            f"{per_call('calls', 0):.2f} + {per_call('calls', 1):.2f}",
+            f"HOT updates {hot:.0%} of the updates (a non-HOT update writes all 11 indexes)",
+        ),
+        Row(
+            "  call_parties / call_events / outbox rows inserted / lifecycle",
+            " / ".join(f"{per_call(table, 0):.2f}" for table in ("call_parties", "call_events", "outbox")),
+            "",
+        ),
+    ]
+
+
+def _wal_rows(costs: list[Cost]) -> list[Row]:
+    """The WAL of the first run by relation, biggest first (where a lifecycle's bytes go)."""
+    cost = costs[0]
+    if not cost.wal_by_relation:
+        return []
+    top = sorted(cost.wal_by_relation.items(), key=lambda item: -item[1])
+    shown = ", ".join(f"{name} {size / cost.calls:,.0f}" for name, size in top[:8])
+    return [Row("    WAL bytes / lifecycle by relation", "", shown)]
