@@ -9,8 +9,8 @@ PBXs and the capacity, which come from the deployment's ``GATEWAY_*`` settings a
 here; secrets are named, never shown. ``GET /healthz/routes`` (no token) is 503 while the routes file
 does not load and the previous routes are still in use.
 
-The reloader's watch runs as a task of the event loop the app is built on (the gateway's ``serve``),
-started again by any request of this API if it ever stopped.
+The reloader's watch (:func:`routes_reloader`) is a background task of the gateway's service runner;
+an app built without one (tests) watches on the event loop it is built on.
 """
 
 from __future__ import annotations
@@ -67,19 +67,21 @@ def _version_in(if_match: str) -> str:
     return tag[1:-1] if len(tag) >= 2 and tag[0] == tag[-1] == '"' else tag
 
 
-def admin_router(
-    gateway: GatewayService, access: Access, *, reload_interval: float = RELOAD_INTERVAL
-) -> APIRouter:
+def routes_reloader(gateway: GatewayService, interval: float = RELOAD_INTERVAL) -> RoutesReloader:
+    """What keeps the gateway's routes in step with its routes file (run it as a background task)."""
     settings = gateway.settings
-    max_legs = legs_per_call(settings.max_calls)
-    file = RoutesFile(settings.routes_file, settings.default_region, max_legs)
-    reloader = RoutesReloader(gateway.routes, file, reload_interval)
-    reloader.start()
+    file = RoutesFile(settings.routes_file, settings.default_region, legs_per_call(settings.max_calls))
+    return RoutesReloader(gateway.routes, file, interval)
+
+
+def admin_router(gateway: GatewayService, access: Access, reloader: RoutesReloader) -> APIRouter:
+    settings = gateway.settings
+    file = reloader.file
+    max_legs = file.max_legs
     router = APIRouter(tags=["admin"])
     signed_in = Depends(access.current)
 
     async def admin(user: Principal = signed_in) -> Principal:
-        reloader.start()
         if not user.is_admin:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "only admins see and change the telephony set-up")
         return user

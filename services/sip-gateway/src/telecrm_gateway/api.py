@@ -12,13 +12,14 @@ from fastapi.responses import JSONResponse
 from telecrm_common.auth import Access, Principal
 from telecrm_common.health import Check, health_router
 from telecrm_gateway.access import may_dial_from, may_see
-from telecrm_gateway.admin_api import admin_router
+from telecrm_gateway.admin_api import admin_router, routes_reloader
 from telecrm_gateway.calls import CallControlError, LiveCall
 from telecrm_gateway.crm_lookup import CrmLookup
 from telecrm_gateway.dialing import DialService
 from telecrm_gateway.errors import CallNotFoundError
 from telecrm_gateway.provider import ProviderCalls
 from telecrm_gateway.provider_api import dial_router, provider_router
+from telecrm_gateway.routes_admin import RoutesReloader
 from telecrm_gateway.schemas import (
     ActiveCallOut,
     ActiveCallsOut,
@@ -225,6 +226,7 @@ def create_app(
     lookup: CrmLookup | None = None,
     dialer: DialService | None = None,
     access: Access | None = None,
+    reloader: RoutesReloader | None = None,
 ) -> FastAPI:
     """The HTTP application: live calls, ``/healthz`` and ``/readyz``; OpenAPI at ``/docs``; with
     ``provider`` the telephony API for providers (``/provider/v1``), with ``dialer`` ``POST /calls/dial``.
@@ -251,5 +253,8 @@ def create_app(
         )
     app.include_router(health_router(checks))
     app.include_router(trunk_router(gateway))
-    app.include_router(admin_router(gateway, access))
+    if reloader is None:  # nobody runs one for this app: watch the routes file on the loop it is built on
+        reloader = routes_reloader(gateway)
+        reloader.start()
+    app.include_router(admin_router(gateway, access, reloader))
     return app

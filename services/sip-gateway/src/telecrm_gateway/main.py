@@ -23,6 +23,7 @@ from telecrm_common.logging import setup_logging
 from telecrm_common.service import ServiceRunner
 from telecrm_common.telemetry import setup_telemetry
 from telecrm_gateway import grpc as gateway_grpc
+from telecrm_gateway.admin_api import routes_reloader
 from telecrm_gateway.api import create_app
 from telecrm_gateway.crm_lookup import CrmLookup
 from telecrm_gateway.dialing import DialService
@@ -95,11 +96,14 @@ async def serve(settings: GatewaySettings) -> int:
         await dialer.close()
         await bus.close()
         return EXIT_FAILED
+    reloader = routes_reloader(gateway)  # routes edited by hand or by another worker are followed
     runner = ServiceRunner(
         settings,
-        http_app=create_app(gateway, checks, provider=provider, lookup=lookup, dialer=dialer),
+        http_app=create_app(
+            gateway, checks, provider=provider, lookup=lookup, dialer=dialer, reloader=reloader
+        ),
         grpc=grpc_server,
-        background=[gateway.run],
+        background=[gateway.run, reloader.run],
         # gateway.stop again in case its task was cancelled mid-drain; it returns at once otherwise.
         on_shutdown=[gateway.stop, lookup.close, dialer.close, bus.close],
     )

@@ -31,7 +31,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 import httpx
@@ -125,7 +125,7 @@ class PoolFront:
             w for w in ready if calls.count(w.spec.source) >= room
         ]
 
-    def provider_worker(self) -> Worker | None:
+    def any_worker(self) -> Worker | None:
         ready = self.ready_workers()
         return ready[0] if ready else None
 
@@ -222,10 +222,9 @@ def front_router(front: PoolFront) -> APIRouter:
         for answer in answers:
             if answer.status_code != 200:
                 return answer  # 401/403 are the same on every worker: the first one tells
-        items: list[Any] = []
-        for answer in answers:
-            items.extend(json.loads(bytes(answer.body)).get("items", []))
-        accepting = any(json.loads(bytes(a.body)).get("accepting") for a in answers)
+        bodies = [json.loads(bytes(answer.body)) for answer in answers]
+        items = [item for body in bodies for item in body.get("items", [])]
+        accepting = any(body.get("accepting") for body in bodies)
         return JSONResponse(
             {
                 "items": items,
@@ -252,10 +251,7 @@ def front_router(front: PoolFront) -> APIRouter:
         tags=["provider"],
     )
     async def provider(rest: str, request: Request) -> Response:
-        worker = front.provider_worker()
-        if worker is None:
-            return _no_worker()
-        return await front.forward(worker, request, await request.body())
+        return await to_any_worker(request)
 
     @router.api_route(
         "/admin/{rest:path}",
@@ -264,7 +260,11 @@ def front_router(front: PoolFront) -> APIRouter:
         tags=["admin"],
     )
     async def admin(rest: str, request: Request) -> Response:
-        worker = front.provider_worker()
+        return await to_any_worker(request)
+
+    async def to_any_worker(request: Request) -> Response:
+        """Requests any worker answers alike (they share the routes file and the bus): the first ready."""
+        worker = front.any_worker()
         if worker is None:
             return _no_worker()
         return await front.forward(worker, request, await request.body())

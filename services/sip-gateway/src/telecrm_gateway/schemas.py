@@ -40,6 +40,8 @@ class ActiveCallOut(BaseModel):
     on_hold: bool = False  # put on hold over the API
     transfer_to: str | None = None  # the extension a transfer in progress goes to
     transfer_state: str | None = None  # dialling, ringing or answered (attended: talking to the agent)
+    transfer_attended: bool = False  # the agent consults first: complete or cancel the transfer after
+    transferable: bool = True  # a routed call; a click-to-call cannot be transferred
     recording: str | None = None  # recording or paused
 
     @classmethod
@@ -50,6 +52,8 @@ class ActiveCallOut(BaseModel):
             on_hold=call.held,
             transfer_to=moving.extension.number if moving is not None else None,
             transfer_state=moving.state.value if moving is not None else None,
+            transfer_attended=call.consult is not None,
+            transferable=call.click is None,
             recording=call.recording.state.value if call.recording is not None else None,
             call_id=call.call_id,
             state=call.state.value,

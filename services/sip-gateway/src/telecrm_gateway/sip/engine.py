@@ -59,12 +59,12 @@ PJSUA_MAX_CALLS = 4
 """Call legs one pjsua2 process can hold (compiled into the wheel; ``maxCalls`` above it is clamped)."""
 
 LEGS_PER_CALL = 2
+"""Legs of a plain call (caller + one agent); ring groups take more, see :func:`legs_per_call`."""
 
 PJ_ETOOMANY = 70010
 """pjlib's status when pjsua has no free call slot (PJ_ERRNO_START_STATUS + 10)."""
 SLOT_WAIT = 2.0
 """Seconds an outgoing leg waits for a pjsua slot held by legs that are ending."""
-"""Legs of a plain call (caller + one agent); ring groups take more, see :func:`legs_per_call`."""
 
 
 def legs_per_call(max_calls: int) -> int:
