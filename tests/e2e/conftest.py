@@ -199,6 +199,8 @@ def suite(
         "101": start_uas("uas_answer.xml", duration_ms=RING_MS, calls=PHONE_CALLS),
         "102": start_uas("uas_ring_forever.xml", calls=PHONE_CALLS),
         "103": start_uas("uas_busy.xml", calls=PHONE_CALLS),
+        # The provider behind the trunk: every external number answers there, and takes hold and tones.
+        "trunk": start_uas("uas_answer_controlled.xml", duration_ms=RING_MS, calls=PHONE_CALLS),
     }
     routes = root / "routes.toml"
     routes.write_text(
@@ -227,6 +229,7 @@ def suite(
         "GATEWAY_ROUTES_FILE": str(routes),
         "GATEWAY_LOG_FORMAT": "text",
         "GATEWAY_RECORDINGS_DIR": str(root / "recordings"),
+        "GATEWAY_TRUNK_URI": f"sip:127.0.0.1:{phones['trunk'].port}",  # click-to-call's external numbers
     }
     crm_http = free_port()
     crm_env = {

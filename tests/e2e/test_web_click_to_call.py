@@ -20,6 +20,7 @@ import pytest
 from telecrm_devstack.processes import wait_http_ok
 from tests.e2e.conftest import Suite, web_service
 from tests.e2e.test_web_screen_pop import AGENT_PASSWORD, CHROMIUM, TIMEOUT_MS, _need_chromium
+from tests.sipp.runner import Sipp
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sip]
 
@@ -184,3 +185,96 @@ def test_the_agent_clicks_a_number_sees_ringing_and_hangs_up_in_the_browser(
 
     records = suite.wait_for_calls(lambda items: len(items) >= 1, number=CUSTOMER)
     assert records
+
+
+def _browser_signed_in(playwright: Any, web_url: str, login: str) -> tuple[Any, Any]:
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True)
+    page: Any = browser.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(f"{web_url}/desktop")
+    page.get_by_label("Login").fill(login)
+    page.get_by_label("Password").fill(AGENT_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    return browser, page
+
+
+@pytest.mark.browser
+def test_a_customer_answers_and_the_agent_holds_sends_tones_and_hangs_up_in_the_browser(
+    suite: Suite, web_url: str
+) -> None:
+    """Click-to-call to an external number: the agent's phone answers, then the customer behind the trunk
+    (a sipp phone); the live call's buttons reach the customer's phone as SIP."""
+    _need_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    agent = _user(suite, "emp-101", "Alice Agent", "101")
+    customer = f"+1555{uuid.uuid4().int % 10**7:07d}"
+    with sync_playwright() as playwright:
+        browser, page = _browser_signed_in(playwright, web_url, agent)
+        try:
+            expect(page).to_have_url(f"{web_url}/desktop")
+            page.locator("#who-number").fill(customer)
+            page.get_by_role("button", name="Search").click()
+            page.locator("#who-result").get_by_role("button", name=f"Call {customer}").click()
+            live = page.locator("#live-calls li")
+            expect(live).to_have_count(1)
+            expect(live.locator(".live-state")).to_have_text("Talking", timeout=20_000)
+            expect(page.locator("#dial-status")).to_have_text("Connected.")
+
+            live.get_by_role("button", name="Hold").click()
+            expect(live.locator(".live-state")).to_have_text("On hold")
+            live.get_by_role("button", name="Resume").click()
+            expect(live.locator(".live-state")).to_have_text("Talking")
+            live.get_by_label("Tones").fill("12#")
+            live.get_by_role("button", name="Send tones").click()
+            expect(live.get_by_label("Tones")).to_have_value("")
+            # A click-to-call is not transferred (only routed calls are): no such button.
+            expect(live.get_by_role("button", name="Transfer")).to_have_count(0)
+
+            live.get_by_role("button", name="Hang up").click()
+            expect(page.locator("#dial-status")).to_have_text("Hung up.")
+            expect(live).to_have_count(0)
+        finally:
+            browser.close()
+
+    [record] = suite.wait_for_calls(lambda items: any(c["state"] == "ended" for c in items), number=customer)
+    assert record["disposition"] == "answered"
+
+
+@pytest.mark.browser
+def test_the_agent_consults_a_colleague_on_an_incoming_call_and_takes_the_customer_back(
+    suite: Suite, web_url: str
+) -> None:
+    """An inbound call that Alice's phone answered: she consults extension 102 (it rings), goes back to
+    the customer, and hangs up, all from the live call's buttons."""
+    _need_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    agent = _user(suite, "emp-101", "Alice Agent", "101")
+    customer = f"+1555{uuid.uuid4().int % 10**7:07d}"
+    caller = Sipp(
+        "uac_controlled.xml",
+        remote=f"127.0.0.1:{suite.sip_port}",
+        service="101",
+        keys={"caller": customer, "caller_name": "Customer"},
+    ).start()
+    with sync_playwright() as playwright:
+        browser, page = _browser_signed_in(playwright, web_url, agent)
+        try:
+            live = page.locator("#live-calls li")
+            expect(live).to_have_count(1, timeout=20_000)
+            expect(live.locator(".live-state")).to_have_text("Talking", timeout=20_000)
+            live.get_by_label("Extension").fill("102")
+            live.get_by_role("button", name="Consult first").click()
+            expect(live.locator(".live-state")).to_have_text("Talking to 102 (the customer waits)")
+            expect(live.get_by_role("button", name="Complete transfer")).to_be_visible()
+            live.get_by_role("button", name="Back to the customer").click()
+            expect(live.locator(".live-state")).to_have_text("Talking")
+            live.get_by_role("button", name="Hang up").click()
+            expect(live).to_have_count(0)
+        finally:
+            browser.close()
+    result = caller.wait(30)
+    assert result.ok, result.explain()
+    [record] = suite.wait_for_calls(lambda items: any(c["state"] == "ended" for c in items), number=customer)
+    assert record["disposition"] == "answered"

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +46,7 @@ NINA = "web-emp-nina"
 
 @dataclass
 class Services:
-    root: Path
+    root: Path  # the calls service's recordings are under root / "recordings"
     nats: NatsServer
     crm_url: str
     calls_url: str
@@ -61,6 +62,30 @@ class Services:
         return httpx.Client(
             base_url=self.calls_url, timeout=10, headers={"Authorization": f"Bearer {self.admin_token}"}
         )
+
+    def add_agent(
+        self, employee_id: str, login: str, *, name: str, extension: str, revoked: list[str]
+    ) -> str:
+        """An employee of web-team and their agent user without the ``revoked`` rights (both kept when
+        a module made them already); the login."""
+        with self.crm() as crm:
+            employee = crm.post(
+                "/employees",
+                json={"id": employee_id, "name": name, "extension": extension, "team_id": "web-team"},
+            )
+            assert employee.status_code in (201, 409), employee.text
+            user = crm.post(
+                "/users",
+                json={
+                    "login": login,
+                    "password": PASSWORD,
+                    "roles": ["agent"],
+                    "employee_id": employee_id,
+                    "revoked_rights": revoked,
+                },
+            )
+            assert user.status_code in (201, 409), user.text
+        return login
 
     def create_contact(self, name: str, number: str, **fields: Any) -> dict[str, Any]:
         with self.crm() as crm:
@@ -140,6 +165,7 @@ def services(
             "CALLS_HTTP_PORT": str(calls_http),
             "CALLS_GRPC_PORT": str(calls_grpc),
             "CALLS_LOG_FORMAT": "text",
+            "CALLS_RECORDINGS_DIR": str(root / "recordings"),
         },
         log_path=root / "calls.log",
     ).start()
@@ -313,3 +339,62 @@ def new_call_id() -> str:
 
 def unique_number() -> str:
     return f"+1555{secrets.randbelow(10**7):07d}"
+
+
+# --- the browser tests' Chromium (Debian's, through Playwright) --------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+TIMEOUT_MS = 10_000
+
+
+def need_chromium() -> None:
+    """Skip without Debian's chromium, except in CI, where a missing browser is a failure."""
+    if CHROMIUM.exists():
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{CHROMIUM} is missing: `make test-deps` installs Debian's chromium")
+    pytest.skip(f"needs Debian's chromium at {CHROMIUM} (`make test-deps` installs it)")
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Any]:
+    """One headless Chromium for the whole run; each page gets its own context (its own cookies)."""
+    need_chromium()
+    from playwright.async_api import async_playwright, expect
+
+    # Assertions wait as long as actions do: a 2-core CI machine running the whole suite is slow.
+    expect.set_options(timeout=TIMEOUT_MS)
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True
+        )
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+async def new_page(browser: Any) -> AsyncIterator[Callable[[], Awaitable[Any]]]:
+    """A page factory: each page in its own browser context (a user of their own), in Sofia's time zone
+    on a laptop-sized window; a script error on any of them fails the test."""
+    contexts: list[Any] = []
+    errors: list[str] = []
+
+    async def make() -> Any:
+        context = await browser.new_context(
+            locale="en-US", timezone_id="Europe/Sofia", viewport={"width": 1440, "height": 900}
+        )
+        context.set_default_timeout(TIMEOUT_MS)
+        contexts.append(context)
+        page = await context.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        return page
+
+    yield make
+    for context in contexts:
+        await context.close()
+    assert errors == [], f"script errors on the page: {errors}"
+
+
+@pytest.fixture
+async def page(new_page: Callable[[], Awaitable[Any]]) -> Any:
+    return await new_page()

@@ -11,8 +11,6 @@ missing browser is a failure.
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,42 +19,6 @@ import pytest
 from .conftest import ADA, NINA, PASSWORD, RunningDesktop, Services, call_event, new_call_id, unique_number
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = Path("/usr/bin/chromium")
-TIMEOUT_MS = 10_000
-
-
-def need_chromium() -> None:
-    if CHROMIUM.exists():
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{CHROMIUM} is missing: `make test-deps` installs Debian's chromium")
-    pytest.skip(f"needs Debian's chromium at {CHROMIUM} (`make test-deps` installs it)")
-
-
-@pytest.fixture(scope="session")
-async def browser() -> AsyncIterator[Any]:
-    need_chromium()
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True
-        )
-        yield chromium
-        await chromium.close()
-
-
-@pytest.fixture
-async def page(browser: Any) -> AsyncIterator[Any]:
-    context = await browser.new_context(locale="en-US", timezone_id="Europe/Sofia")
-    context.set_default_timeout(TIMEOUT_MS)
-    page = await context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    await context.close()
-    assert errors == [], f"script errors on the page: {errors}"
 
 
 async def log_in(page: Any, desktop: RunningDesktop, login: str = "ada") -> None:
@@ -225,6 +187,31 @@ async def test_the_language_menu_switches_the_desktop_to_bulgarian(
     await expect(page.locator("html")).to_have_attribute("lang", "bg")
     await page.keyboard.press("Tab")  # the first stop of the keyboard is the skip link
     await expect(page.get_by_role("link", name="Към разговорите")).to_be_focused()
+
+
+async def test_counts_on_the_page_agree_with_their_number_in_russian(
+    page: Any, desktop: RunningDesktop
+) -> None:
+    from playwright.async_api import expect
+
+    await log_in(page, desktop)
+    await page.get_by_label("Language").select_option("ru")
+    await expect(page.locator("html")).to_have_attribute("lang", "ru")
+    texts = await page.evaluate(
+        """async () => {
+            const { t } = await import("/static/common.js");
+            return [1, 3, 11, 22, 25].map((n) => t("total_contacts", { total: n }))
+                .concat([t("total_contacts", { total: "1 001", count: 1001 })]);
+        }"""
+    )
+    assert texts == [
+        "1 контакт",
+        "3 контакта",
+        "11 контактов",
+        "22 контакта",
+        "25 контактов",
+        "1 001 контакт",
+    ]
 
 
 async def test_call_log_pages_forward_and_back(

@@ -13,8 +13,17 @@ import pytest
 
 from telecrm.events.v1 import call_events_pb2 as ev
 
-from .conftest import ADMIN_PASSWORD, BOB, RunningDesktop, Services, call_event, new_call_id, unique_number
-from .test_browser import browser, log_in, need_chromium, page  # noqa: F401  (fixtures)
+from .conftest import (
+    ADMIN_PASSWORD,
+    BOB,
+    RunningDesktop,
+    Services,
+    call_event,
+    need_chromium,
+    new_call_id,
+    unique_number,
+)
+from .test_browser import log_in
 
 
 async def missed_call(desktop: RunningDesktop, services: Services, number: str, **fields: Any) -> str:
@@ -87,7 +96,7 @@ async def test_missed_calls_are_listed_for_me_or_my_team(desktop: RunningDesktop
 async def test_the_missed_calls_page_shows_the_time_since_and_who_is_it_finds_the_number(
     desktop: RunningDesktop,
     services: Services,
-    page: Any,  # noqa: F811
+    page: Any,
 ) -> None:
     need_chromium()
     from playwright.async_api import expect
@@ -102,7 +111,7 @@ async def test_the_missed_calls_page_shows_the_time_since_and_who_is_it_finds_th
     await page.get_by_role("button", name="Search").click()
     result = page.locator("#who-result")
     await expect(result.locator(".who-contact")).to_have_text("Contact: Missed <b>Caller</b>")
-    await expect(result.locator(".who-calls-total")).to_have_text("1 calls with this number")
+    await expect(result.locator(".who-calls-total")).to_have_text("1 call with this number")
     await expect(result.locator(".who-calls li")).to_have_count(1)
     # No gateway here: the number is shown without a Call button.
     await expect(result.locator("button.call-button")).to_have_count(0)

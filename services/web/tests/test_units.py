@@ -7,20 +7,71 @@ import re
 
 import pytest
 
-from telecrm_web.i18n import LANGUAGES, Translator, catalogue, pick_language
+from telecrm_web.i18n import LANGUAGES, PLURAL_CATEGORIES, Message, Translator, catalogue, pick_language
 from telecrm_web.pages import safe_next
 from telecrm_web.security import origin_allowed
 
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
+def _placeholders(message: Message) -> set[str]:
+    texts = [message] if isinstance(message, str) else list(message.values())
+    return {name for text in texts for name in PLACEHOLDER.findall(text)}
+
+
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_every_language_has_every_message_with_the_same_placeholders(language: str) -> None:
     english, other = catalogue("en"), catalogue(language)
     assert set(other) == set(english)
-    for key, text in english.items():
-        assert set(PLACEHOLDER.findall(other[key])) == set(PLACEHOLDER.findall(text)), key
-        assert other[key].strip(), key
+    for key, message in english.items():
+        assert _placeholders(other[key]) == _placeholders(message), key
+        forms = [other[key]] if isinstance(other[key], str) else list(other[key].values())
+        assert all(form.strip() for form in forms), key
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_counting_message_has_every_plural_form_its_language_uses(language: str) -> None:
+    for key, message in catalogue(language).items():
+        if isinstance(message, dict):
+            assert set(message) == PLURAL_CATEGORIES[language] | {"other"}, key
+            assert all("{total}" in form for form in message.values()), key
+
+
+@pytest.mark.parametrize(
+    ("language", "count", "text"),
+    [
+        ("en", 1, "1 task"),
+        ("en", 0, "0 tasks"),
+        ("bg", 1, "1 задача"),
+        ("bg", 3, "3 задачи"),
+        ("ro", 1, "1 sarcină"),
+        ("ro", 19, "19 sarcini"),
+        ("ro", 20, "20 de sarcini"),
+        ("ro", 101, "101 de sarcini"),
+        ("ro", 102, "102 sarcini"),
+    ],
+)
+def test_counts_take_their_languages_plural_form(language: str, count: int, text: str) -> None:
+    assert Translator(language)("tasks_total", total=count) == text
+
+
+@pytest.mark.parametrize(
+    ("count", "text"),
+    [
+        (1, "1 контакт"),
+        (21, "21 контакт"),
+        (3, "3 контакта"),
+        (11, "11 контактов"),
+        (14, "14 контактов"),
+        (25, "25 контактов"),
+    ],
+)
+def test_russian_counts_take_one_few_or_many(count: int, text: str) -> None:
+    assert Translator("ru")("total_contacts", total=count) == text
+
+
+def test_a_formatted_total_takes_its_form_from_the_count() -> None:
+    assert Translator("uk")("total_contacts", total="1 002", count=1002) == "1 002 контакти"
 
 
 def test_messages_are_filled_in_and_an_unknown_language_falls_back_to_english() -> None:

@@ -5,7 +5,9 @@ so a running `make run` is left alone), adds an agent for the demo employee behi
 logs in with headless Chromium (Debian's, through Playwright), places two real SIP calls at 101 (the
 demo customer, then an unknown number) and saves: the log-in page, the desktop with the two stacked
 cards, the call log after the calls, the contacts page with the demo customer, a service ticket of
-theirs, and the desktop in Bulgarian. Stops everything at the end.
+theirs, missed calls, the task register and its week calendar (with a task of Alice's), the events
+journal, projects, the numbers registry, the calls report and the desktop in Bulgarian; then, as the
+first admin, the administration and telephony pages. Stops everything at the end.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +68,31 @@ def add_ticket(stack: launcher.Stack) -> str | None:
         return str(response.json()["id"])
 
 
+def add_task(stack: launcher.Stack) -> None:
+    """A task of Alice's (emp-101) for today at 10:00 for an hour, so the calendar shows something."""
+    crm_url = f"http://127.0.0.1:{stack.http_ports['crm']}"
+    headers = admin_headers(crm_url, stack.admin_login, stack.admin_password)
+    start = datetime.now().astimezone().replace(hour=10, minute=0, second=0, microsecond=0)
+    body = {
+        "name": "Call back about the heat pump visit",
+        "description": "Agree a day for the technician.",
+        "start_at": start.isoformat(),
+        "end_at": (start + timedelta(hours=1)).isoformat(),
+        "priority": "high",
+        "executors": [{"employee_id": "emp-101"}],
+        "phone": CUSTOMER_NUMBER.replace(" ", ""),
+    }
+    response = httpx.post(f"{crm_url}/tasks", json=body, headers=headers, timeout=10)
+    if response.status_code != 201:
+        log.warning("crm did not take the demo task: %s %s", response.status_code, response.text[:200])
+
+
+def log_in(page: Any, login: str, password: str) -> None:
+    page.get_by_label("Login").fill(login)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+
+
 def call(root: Path, caller: str, seconds: float) -> subprocess.Popen[bytes]:
     """`make call` from ``caller`` in the background."""
     argv = [sys.executable, "-m", "telecrm_devstack.call", "--root", str(root), "--caller", caller]
@@ -90,9 +118,7 @@ def take(stack: launcher.Stack, root: Path, out: Path) -> None:
         page.set_default_timeout(20_000)
         page.goto(f"{url}/desktop")
         shoot(page, out, "01-login")
-        page.get_by_label("Login").fill(login)
-        page.get_by_label("Password").fill(password)
-        page.get_by_role("button", name="Log in").click()
+        log_in(page, login, password)
         expect(page.locator("#live-status")).to_have_text("Live: connected")
         # One call after the other (the demo phone takes one at a time); both cards stay on the page.
         known = call(root, CUSTOMER_NUMBER.replace(" ", ""), 3)
@@ -121,10 +147,45 @@ def take(stack: launcher.Stack, root: Path, out: Path) -> None:
         page.goto(f"{url}/missed")
         expect(page.locator("#missed-total")).not_to_be_empty()
         shoot(page, out, "05b-missed-calls")
+        add_task(stack)
+        page.goto(f"{url}/tasks")
+        expect(page.locator("#tasks-body")).to_contain_text("Alice")  # executors named, not ids
+        shoot(page, out, "07-tasks")
+        page.locator("#show-calendar").click()
+        page.locator('#calendar-view button[data-view="week"]').click()
+        expect(page.locator("#cal-title")).not_to_be_empty()
+        time.sleep(0.5)  # the week's tasks are drawn after the title
+        shoot(page, out, "08-tasks-calendar")
+        page.goto(f"{url}/events")
+        expect(page.locator("#events-total")).not_to_be_empty()
+        shoot(page, out, "09-events")
+        page.goto(f"{url}/projects")
+        expect(page.locator("#projects-total")).not_to_be_empty()
+        shoot(page, out, "10-projects")
+        page.goto(f"{url}/numbers")
+        expect(page.locator("#numbers-total")).not_to_be_empty()
+        shoot(page, out, "11-numbers")
+        page.goto(f"{url}/reports")
+        page.locator("#report-form").get_by_role("button", name="Show").click()
+        expect(page.locator("#report-result")).to_be_visible()
+        shoot(page, out, "12-reports")
         page.get_by_role("link", name="Desktop").click()
         page.get_by_label("Language").select_option("bg")
         expect(page.locator("html")).to_have_attribute("lang", "bg")
-        shoot(page, out, "06-desktop-bg")
+        shoot(page, out, "15-desktop-bg")
+        browser.close()
+        # The administration pages, as the first admin (the password `make run` prints).
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        page = browser.new_page(viewport={"width": 1366, "height": 820}, locale="en-US")
+        page.set_default_timeout(20_000)
+        page.goto(f"{url}/admin")
+        log_in(page, stack.admin_login, stack.admin_password)
+        expect(page.locator("#users-total")).not_to_be_empty()
+        shoot(page, out, "13-admin")
+        page.goto(f"{url}/admin/telephony")
+        expect(page.locator("#telephony-main")).to_be_visible()
+        time.sleep(1)  # the gateway's facts arrive after the page
+        shoot(page, out, "14-admin-telephony")
         browser.close()
 
 

@@ -211,6 +211,11 @@ class TicketNoteIn(BaseModel):
     text: str = Field(min_length=1, max_length=MAX_NOTE_LENGTH)
 
 
+def upstream_path(*parts: str) -> str:
+    """A service's path from its segments, each quoted whole: an id with "/" or "?" stays one segment."""
+    return "/" + "/".join(quote(part, safe="") for part in parts)
+
+
 class DialIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -227,6 +232,12 @@ class TransferIn(BaseModel):
 
     extension: str = Field(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z*#+._-]+$")
     attended: bool = False
+
+
+class DtmfIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    digits: str = Field(pattern=r"^[0-9*#A-Da-d]{1,32}$", description="0-9, *, #, A-D; at most 32")
 
 
 def _invalid(where: str, name: str, message: str) -> list[dict[str, Any]]:
@@ -568,6 +579,38 @@ def api_router(guard: Guard, forwarder: Forwarder, pops: ScreenPops, *, ping_int
         return await forwarder.forward(session, gateway(), "GET", "/calls/active")
 
     @router.post(
+        "/calls/{call_id}/transfer",
+        summary="Transfer a live call of mine to another extension (blind, or attended)",
+    )
+    async def transfer(call_id: str, body: TransferIn, session: Session = signed_in) -> Response:
+        return await forwarder.forward(
+            session,
+            gateway(),
+            "POST",
+            f"/calls/{quote(call_id, safe='')}/transfer",
+            json=body.model_dump(),
+        )
+
+    @router.post(
+        "/calls/{call_id}/transfer/{step}",
+        summary="Attended transfer: hand the customer over to the consulted extension, or take them back",
+    )
+    async def transfer_step(
+        call_id: str, step: Literal["complete", "cancel"], session: Session = signed_in
+    ) -> Response:
+        return await forwarder.forward(
+            session, gateway(), "POST", f"/calls/{quote(call_id, safe='')}/transfer/{step}"
+        )
+
+    @router.post("/calls/{call_id}/dtmf", summary="Send tones on a live call of mine (an IVR's menu)")
+    async def dtmf(call_id: str, body: DtmfIn, session: Session = signed_in) -> Response:
+        return await forwarder.forward(
+            session, gateway(), "POST", f"/calls/{quote(call_id, safe='')}/dtmf", json=body.model_dump()
+        )
+
+    # After the routes above: Starlette takes the first route whose path matches, so this one would
+    # answer 422 for /transfer and /dtmf.
+    @router.post(
         "/calls/{call_id}/{action}",
         summary="Hang up, hold, resume a live call of mine (the sip-gateway's call control)",
         description="404 when the call is over, 403 when it is not one of the user's, 409 when it is not in "
@@ -580,19 +623,6 @@ def api_router(guard: Guard, forwarder: Forwarder, pops: ScreenPops, *, ping_int
     ) -> Response:
         return await forwarder.forward(
             session, gateway(), "POST", f"/calls/{quote(call_id, safe='')}/{action}"
-        )
-
-    @router.post(
-        "/calls/{call_id}/transfer",
-        summary="Transfer a live call of mine to another extension (blind, or attended)",
-    )
-    async def transfer(call_id: str, body: TransferIn, session: Session = signed_in) -> Response:
-        return await forwarder.forward(
-            session,
-            gateway(),
-            "POST",
-            f"/calls/{quote(call_id, safe='')}/transfer",
-            json=body.model_dump(),
         )
 
     # --- screen pops ---------------------------------------------------------------------------------

@@ -20,14 +20,19 @@ from telecrm_common import app
 from telecrm_common.app import Context, ServiceDefinition, Wiring
 from telecrm_common.auth import AuthSettings, TokenVerifier
 from telecrm_common.bus import Bus
+from telecrm_web.admin import admin_router
 from telecrm_web.api import Forwarder, api_router
 from telecrm_web.directory import ExtensionDirectory
+from telecrm_web.insight import insight_router
 from telecrm_web.live import CallerLookup, ScreenPops
 from telecrm_web.pages import Pages, pages_router
 from telecrm_web.security import CookiePolicy, Guard
 from telecrm_web.sessions import SessionStore
 from telecrm_web.settings import WebSettings
+from telecrm_web.sso import SingleSignOn, sso_router
+from telecrm_web.telephony import telephony_router
 from telecrm_web.upstream import Upstream
+from telecrm_web.work import work_router
 
 log = logging.getLogger("telecrm_web")
 
@@ -50,6 +55,7 @@ class Desktop:
     guard: Guard
     pops: ScreenPops
     wiring: Wiring
+    sso: SingleSignOn | None = None  # log-in through the enterprise identity provider, when set up
 
 
 def build(
@@ -89,7 +95,14 @@ def build(
         recent=settings.recent_cards,
         recent_seconds=settings.recent_cards_seconds,
     )
-    pages = Pages(guard, upstream, default_language=settings.default_language)
+    sso = single_sign_on(settings, auth)
+    pages = Pages(
+        guard,
+        upstream,
+        default_language=settings.default_language,
+        sso=sso,
+        password_login=settings.password_login,
+    )
 
     async def follow_calls(stop: asyncio.Event) -> None:
         await pops.follow(bus, stop)
@@ -105,17 +118,45 @@ def build(
         if directory is not None:
             await directory.close()
 
+    async def close_sso() -> None:
+        if sso is not None:
+            await sso.close()
+
+    forwarder = Forwarder(upstream, store)
     wiring = Wiring(
         title=TITLE,
         description=DESCRIPTION,
         routers=[
             pages_router(pages),
-            api_router(guard, Forwarder(upstream, store), pops, ping_interval=settings.ping_interval_seconds),
+            api_router(guard, forwarder, pops, ping_interval=settings.ping_interval_seconds),
+            work_router(pages, forwarder),
+            admin_router(pages, forwarder),
+            insight_router(pages, forwarder),
+            telephony_router(pages, forwarder),
+            *([sso_router(pages, sso)] if sso is not None else []),
         ],
         background=[follow_calls, sweep_sessions],
-        on_shutdown=[upstream.close, close_directory],
+        on_shutdown=[upstream.close, close_directory, close_sso],
     )
-    return Desktop(settings=settings, upstream=upstream, store=store, guard=guard, pops=pops, wiring=wiring)
+    return Desktop(
+        settings=settings, upstream=upstream, store=store, guard=guard, pops=pops, wiring=wiring, sso=sso
+    )
+
+
+def single_sign_on(settings: WebSettings, auth: AuthSettings) -> SingleSignOn | None:
+    """The identity provider's log-in when ``WEB_OIDC_ISSUER`` is set."""
+    if not settings.oidc_issuer:
+        return None
+    if auth.oidc_issuer != settings.oidc_issuer or not auth.oidc_jwks_url:
+        # The desktop verifies the access token it gets as the services do: with TELECRM_AUTH_OIDC_*.
+        log.warning(
+            "WEB_OIDC_ISSUER is %r but TELECRM_AUTH_OIDC_ISSUER is %r (JWKS URL %r): the provider's access "
+            "tokens will be refused until both name it",
+            settings.oidc_issuer,
+            auth.oidc_issuer,
+            auth.oidc_jwks_url,
+        )
+    return SingleSignOn.from_settings(settings, leeway=auth.leeway_seconds)
 
 
 def wire(context: Context) -> Wiring:

@@ -3,6 +3,8 @@
 Log-in is a plain HTML form (it works without JavaScript): the desktop posts the login and password to
 crm's ``/auth/login``, keeps the tokens in a server-side session and gives the browser only the
 session's cookie. ``next`` brings the user back where a 401 sent them from (a path of this site only).
+With an enterprise identity provider set up (:mod:`telecrm_web.sso`) the page also has its button, or
+only the button when the password log-in is turned off.
 Every page carries a strict Content-Security-Policy: scripts and styles from this site only, no inline
 script, so text that slipped into a page unescaped still could not run.
 """
@@ -13,7 +15,7 @@ import logging
 import re
 import secrets
 from importlib import resources
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
@@ -32,6 +34,9 @@ from telecrm_web.i18n import (
 from telecrm_web.security import LOGIN_CSRF_COOKIE, Guard, origin_allowed, same_token
 from telecrm_web.sessions import Session
 from telecrm_web.upstream import Refused, Upstream
+
+if TYPE_CHECKING:
+    from telecrm_web.sso import SingleSignOn
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +67,20 @@ def safe_next(value: str | None) -> str:
 
 
 class Pages:
-    def __init__(self, guard: Guard, upstream: Upstream, *, default_language: str) -> None:
+    def __init__(
+        self,
+        guard: Guard,
+        upstream: Upstream,
+        *,
+        default_language: str,
+        sso: SingleSignOn | None = None,
+        password_login: bool = True,
+    ) -> None:
         self.guard = guard
         self.upstream = upstream
         self.default_language = default_language
+        self.sso = sso
+        self.password_login = password_login
         self.env = Environment(
             loader=PackageLoader("telecrm_web", "templates"),
             autoescape=select_autoescape(["html"], default=True),
@@ -89,23 +104,44 @@ class Pages:
             messages=catalogue(language),
             **context,
         )
-        return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
+        return HTMLResponse(html, status_code=status_code, headers=self.security_headers())
+
+    def security_headers(self) -> dict[str, str]:
+        """:data:`SECURITY_HEADERS`; with an identity provider, the log-out form may also lead there."""
+        if self.sso is None:
+            return SECURITY_HEADERS
+        targets = " ".join(["'self'", *self.sso.form_action_origins()])
+        policy = SECURITY_HEADERS["Content-Security-Policy"].replace(
+            "form-action 'self'", f"form-action {targets}"
+        )
+        return {**SECURITY_HEADERS, "Content-Security-Policy": policy}
 
     def signed_in_page(
-        self, request: Request, template: str, current: str, heading: str, **context: Any
+        self,
+        request: Request,
+        template: str,
+        current: str,
+        heading: str,
+        *,
+        admins_only: bool = False,
+        **context: Any,
     ) -> Response:
         """A page of the signed-in user (log-in first, and back here), with the desktop's context:
-        ``current`` marks the page in the navigation, ``heading`` is a message key."""
+        ``current`` marks the page in the navigation, ``heading`` is a message key. An ``admins_only``
+        page answers anyone else 403 with ``forbidden`` set, for the template to say so."""
         session = self.guard.session_of(request)
         if session is None:
             return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
         t = Translator(self.language(request))
+        forbidden = admins_only and not session.principal.is_admin
         return self.render(
             template,
             request,
+            status_code=403 if forbidden else 200,
             **desktop_context(session, request),
             current=current,
             heading=t(heading),
+            forbidden=forbidden,
             **context,
         )
 
@@ -120,12 +156,15 @@ class Pages:
         language: str | None = None,
     ) -> HTMLResponse:
         token = secrets.token_urlsafe(24)
+        t = Translator(language or self.language(request))
         response = self.render(
             "login.html",
             request,
             status_code=status_code,
             language=language,
             csrf_token=token,
+            sso_label=self.sso.button_label(t) if self.sso is not None else "",
+            password_login=self.password_login,
             next_path=next_path,
             error=error,
             login=login,
@@ -162,6 +201,10 @@ def pages_router(pages: Pages) -> APIRouter:
     ) -> Response:
         t = Translator(pages.language(request))
         next_path = safe_next(next)
+        if not pages.password_login:
+            return pages.login_page(
+                request, next_path=next_path, error=t("sso_password_off"), status_code=403
+            )
         if not origin_allowed(request.headers, guard.allowed_origins) or not same_token(
             csrf_token, request.cookies.get(LOGIN_CSRF_COOKIE)
         ):
@@ -205,10 +248,13 @@ def pages_router(pages: Pages) -> APIRouter:
             csrf_token, session.csrf_token
         ):
             return Response("log-out needs the page's token", status_code=403)
+        if pages.sso is not None and (provider_logout := pages.sso.logout_url(session, request)):
+            # The provider's session ends too, or its next log-in would sign the user in unasked.
+            response = RedirectResponse(provider_logout, status_code=303)
         try:
             await guard.store.close(session)
         except UpstreamUnavailable as exc:
-            log.warning("crm did not end the session's refresh token: %s", exc)
+            log.warning("crm (or the identity provider) did not end the session's refresh token: %s", exc)
         guard.cookies.clear_session(response)
         return response
 
@@ -217,7 +263,16 @@ def pages_router(pages: Pages) -> APIRouter:
         session = guard.session_of(request)
         if session is None:
             return RedirectResponse(f"/login?next={DEFAULT_NEXT}", status_code=303)
-        return pages.render("desktop.html", request, **desktop_context(session, request), current="desktop")
+        p = session.principal
+        return pages.render(
+            "desktop.html",
+            request,
+            **desktop_context(session, request),
+            current="desktop",
+            # The screen-pop card's "New task", "Remind me" (a task of mine) and "New event".
+            can_create_task=p.has("task.create"),
+            can_create_event=p.has("event.create"),
+        )
 
     @router.get("/contacts")
     async def contacts(request: Request) -> Response:

@@ -108,3 +108,10 @@ class Guard:
         ):
             raise HTTPException(status_code=403, detail=f"the {CSRF_HEADER} header is missing or wrong")
         return session
+
+    async def admin_session(self, request: Request) -> Session:
+        """:meth:`api_session` of an administrator: 403 for anyone else."""
+        session = await self.api_session(request)
+        if not session.principal.is_admin:
+            raise HTTPException(status_code=403, detail="only administrators may do this")
+        return session

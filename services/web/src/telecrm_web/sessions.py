@@ -1,10 +1,13 @@
-"""Sessions of the desktop: the user's crm tokens stay on the server, the browser holds a random id.
+"""Sessions of the desktop: the user's tokens stay on the server, the browser holds a random id.
 
 The browser gets only an opaque session id in a ``Secure; HttpOnly; SameSite=Lax`` cookie: no script
 can read a token, and a stolen page cannot replay one. The access token is refreshed with crm's
 ``/auth/refresh`` shortly before it expires (one refresh at a time per session: a refresh token is
 single-use, and crm ends the whole session when one is presented twice). A session ends on log-out,
 when it has not been used for ``idle_seconds``, or when crm refuses the refresh.
+
+A session opened through the enterprise identity provider (:mod:`telecrm_web.sso`) holds the provider's
+tokens instead, and its :class:`TokenSource` is the provider: refresh and log-out go there, not to crm.
 
 The store is in memory, per process: several replicas of the web service need sticky sessions in
 front (or a shared store, later).
@@ -18,7 +21,8 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from telecrm_common.auth import Principal, TokenError, TokenVerifier
 from telecrm_web.errors import SessionExpired
@@ -28,6 +32,18 @@ log = logging.getLogger(__name__)
 
 # Refresh this many seconds before crm's access token expires, so a request never carries a dead one.
 REFRESH_MARGIN_SECONDS = 30.0
+
+
+class TokenSource(Protocol):
+    """Where a session's tokens come from: crm (:class:`Upstream`) or the identity provider."""
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        """New tokens for a refresh token; raises Refused when it is no longer good."""
+        ...
+
+    async def logout(self, refresh_token: str) -> None:
+        """End the refresh token's session at its issuer."""
+        ...
 
 
 @dataclass
@@ -41,6 +57,9 @@ class Session:
     last_seen: float
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     ended: bool = False
+    # None: crm issued the tokens (password log-in); else who refreshes them (the identity provider).
+    source: TokenSource | None = field(default=None, repr=False)
+    id_token: str = field(default="", repr=False)  # the provider's, for its log-out (id_token_hint)
 
     @property
     def employee_id(self) -> str | None:
@@ -72,9 +91,13 @@ class SessionStore:
     def __iter__(self) -> Iterator[Session]:
         return iter(list(self._sessions.values()))
 
-    async def open(self, pair: TokenPair) -> Session:
-        """A new session for the tokens of a successful log-in."""
-        principal = await self._principal(pair.access_token)
+    async def open(self, pair: TokenPair, *, source: TokenSource | None = None, name: str = "") -> Session:
+        """A new session for the tokens of a successful log-in: crm's, or ``source``'s (the identity
+        provider's). ``name`` is shown when the access token names nobody (the provider's ID token
+        may carry the name its access token lacks)."""
+        principal = await self._principal(pair.access_token, source)
+        if name and not principal.name:
+            principal = replace(principal, name=name)
         now = self._clock()
         session = Session(
             id=secrets.token_urlsafe(32),
@@ -84,6 +107,8 @@ class SessionStore:
             refresh_token=pair.refresh_token,
             access_expires_at=now + pair.expires_in,
             last_seen=now,
+            source=source,
+            id_token=pair.id_token,
         )
         self._sessions[session.id] = session
         while len(self._sessions) > self._max:
@@ -125,7 +150,7 @@ class SessionStore:
 
     async def access_token(self, session: Session, *, force_refresh: bool = False) -> str:
         """A valid access token of the session, refreshed when it (nearly) expired or ``force_refresh``;
-        raises SessionExpired when crm refuses the refresh."""
+        raises SessionExpired when crm (or the identity provider) refuses the refresh."""
         if session.ended:
             raise SessionExpired("the session has ended")
         stale = session.access_token
@@ -138,30 +163,43 @@ class SessionStore:
             if session.ended:
                 raise SessionExpired("the session has ended")
             try:
-                pair = await self._upstream.refresh(session.refresh_token)
+                pair = await self._source(session).refresh(session.refresh_token)
             except Refused as exc:
-                log.info("session ended: crm refused its refresh (%s)", exc)
+                log.info("session ended: its refresh was refused (%s)", exc)
                 self._end(session)
                 raise SessionExpired("the session has ended; log in again") from None
-            session.principal = await self._principal(pair.access_token)
+            principal = await self._principal(pair.access_token, session.source)
+            if not principal.name:
+                principal = replace(principal, name=session.principal.name)
+            session.principal = principal
             session.access_token = pair.access_token
+            session.id_token = pair.id_token or session.id_token
             session.refresh_token = pair.refresh_token
             session.access_expires_at = self._clock() + pair.expires_in
             return session.access_token
 
     async def close(self, session: Session) -> None:
-        """Log out: crm ends the refresh token's session; this one ends here whatever crm says."""
+        """Log out: crm (or the provider) ends the refresh token's session; this one ends here whatever
+        it says."""
         self._end(session)
-        await self._upstream.logout(session.refresh_token)
+        await self._source(session).logout(session.refresh_token)
+
+    def _source(self, session: Session) -> TokenSource:
+        return session.source if session.source is not None else self._upstream
 
     def _end(self, session: Session) -> None:
         session.ended = True
         self._sessions.pop(session.id, None)
 
-    async def _principal(self, access_token: str) -> Principal:
+    async def _principal(self, access_token: str, source: TokenSource | None = None) -> Principal:
         try:
             return await self._verifier.verify_async(access_token)
         except TokenError as exc:
+            if source is not None:
+                raise SessionExpired(
+                    f"the identity provider's access token does not verify here ({exc}): are "
+                    "TELECRM_AUTH_OIDC_ISSUER, _JWKS_URL and _AUDIENCE set on web as on the services?"
+                ) from None
             # crm signs with TELECRM_AUTH_SECRET; a web service with another key cannot read the token.
             raise SessionExpired(
                 f"the access token from crm does not verify here ({exc}): is TELECRM_AUTH_SECRET the "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from telecrm_common.settings import ServiceSettings
@@ -50,3 +52,33 @@ class WebSettings(ServiceSettings):
     # Seconds between keep-alive pings on an idle WebSocket (the page reconnects after missing two).
     ping_interval_seconds: float = Field(default=20.0, gt=0)
     default_language: str = "en"
+    # --- log-in through the enterprise identity provider (OpenID Connect) ---
+    # The provider's issuer, exactly as its discovery document says (``<issuer>/.well-known/
+    # openid-configuration`` is read from it). Empty: no "Log in with ..." button. The services must
+    # accept its access tokens too (``TELECRM_AUTH_OIDC_*``, the same issuer).
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    # Empty: a public client, which proves itself with PKCE only.
+    oidc_client_secret: SecretStr = SecretStr("")
+    oidc_scopes: str = "openid profile email"
+    # The provider's name on the button ("Log in with Acme ID"); empty: "Log in with single sign-on".
+    oidc_display_name: str = ""
+    # The callback as registered at the provider (``https://crm.example.com/login/sso/callback``);
+    # empty: this site's own address as the browser reached it. Log-out comes back to ``/login`` there.
+    oidc_redirect_url: str = ""
+    # How long the discovery document is trusted before it is read again.
+    oidc_metadata_ttl_seconds: float = Field(default=3600.0, gt=0)
+    # Seconds a request to the provider (discovery, keys, token endpoint) may take.
+    oidc_timeout_seconds: float = Field(default=10.0, gt=0)
+    # false: only the identity provider logs in (the login/password form is gone).
+    password_login: bool = True
+
+    @model_validator(mode="after")
+    def _someone_can_log_in(self) -> Self:
+        if self.oidc_issuer and not self.oidc_client_id:
+            raise ValueError(
+                "WEB_OIDC_ISSUER needs WEB_OIDC_CLIENT_ID (the desktop's client at the provider)"
+            )
+        if not self.password_login and not self.oidc_issuer:
+            raise ValueError("WEB_PASSWORD_LOGIN=false needs WEB_OIDC_ISSUER: nobody could log in otherwise")
+        return self

@@ -19,12 +19,14 @@ from telecrm_web.errors import UpstreamUnavailable
 
 @dataclass(frozen=True)
 class TokenPair:
-    """What crm's ``/auth/login`` and ``/auth/refresh`` answer."""
+    """What crm's ``/auth/login`` and ``/auth/refresh`` answer (or the identity provider's token endpoint,
+    which adds an ID token and may give no refresh token: ``""``)."""
 
     access_token: str
     refresh_token: str
     expires_in: int
     refresh_expires_in: int
+    id_token: str = ""
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> TokenPair:

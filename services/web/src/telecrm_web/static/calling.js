@@ -1,4 +1,5 @@
-// Click-to-call on every phone number, and the bar of my live calls (hang up, hold, resume, transfer).
+// Click-to-call on every phone number, and the bar of my live calls (hang up, hold, resume, transfer
+// blind or after consulting, tones for an IVR).
 //
 // A click asks the desktop's POST /api/calls/dial with an idempotency key of its own: the button is
 // disabled while the dial is under way and a second click on the same number meanwhile does nothing,
@@ -101,6 +102,7 @@ export function phoneNumber(number, context = {}) {
 }
 
 function stateText(call) {
+  if (call.transfer_to && call.transfer_attended) return t("live_consulting", { extension: call.transfer_to });
   if (call.on_hold) return t("live_on_hold");
   if (call.transfer_to) return t("live_transferring", { extension: call.transfer_to });
   return t(`live_state_${call.state}`) || call.state;
@@ -135,7 +137,11 @@ function liveCallItem(call) {
     buttons.append(button);
   };
   add(t("hang_up"), "hangup", () => control(call, "hangup"));
-  if (call.state === "answered") {
+  if (call.state === "answered" && call.transfer_to && call.transfer_attended) {
+    // Consulting: the customer waits on hold while the agent talks to the other extension.
+    add(t("transfer_complete"), "transfer-complete", () => control(call, "transfer/complete"));
+    add(t("transfer_cancel"), "transfer-cancel", () => control(call, "transfer/cancel"));
+  } else if (call.state === "answered" && !call.transfer_to) {
     if (call.on_hold) add(t("resume"), "resume", () => control(call, "resume"));
     else add(t("hold"), "hold", () => control(call, "hold"));
     const target = el("input", {
@@ -146,14 +152,37 @@ function liveCallItem(call) {
       "aria-label": t("transfer_to"),
       placeholder: t("transfer_to"),
     });
-    buttons.append(target);
-    add(t("transfer"), "transfer", async () => {
+    if (call.transferable !== false) buttons.append(target);
+    const transfer = (attended) => async () => {
       const extension = target.value.trim();
       if (!extension) {
         target.focus();
         return;
       }
-      await control(call, "transfer", { extension, attended: false });
+      await control(call, "transfer", { extension, attended });
+    };
+    if (call.transferable !== false) {
+      add(t("transfer"), "transfer", transfer(false));
+      add(t("consult"), "consult", transfer(true));
+    }
+    const tones = el("input", {
+      type: "text",
+      inputmode: "tel",
+      maxlength: "32",
+      size: "5",
+      pattern: "[0-9*#A-Da-d]{1,32}",
+      "aria-label": t("dtmf_label"),
+      placeholder: t("dtmf_label"),
+    });
+    buttons.append(tones);
+    add(t("dtmf_send"), "dtmf", async () => {
+      const digits = tones.value.trim();
+      if (!/^[0-9*#A-Da-d]{1,32}$/.test(digits)) {
+        tones.focus();
+        return;
+      }
+      await control(call, "dtmf", { digits });
+      tones.value = "";
     });
   }
   return el(
@@ -179,7 +208,7 @@ export function refreshLiveCalls() {
       const shown = new Map([...bar.children].map((li) => [li.dataset.callId, li]));
       const next = items.map((call) => {
         const old = shown.get(call.call_id);
-        const key = `${call.state}:${call.on_hold}:${call.transfer_to}`;
+        const key = `${call.state}:${call.on_hold}:${call.transfer_to}:${call.transfer_attended}`;
         if (old && old.dataset.key === key) return old;
         const item = liveCallItem(call);
         item.dataset.key = key;

@@ -6,9 +6,17 @@
 
 const messages = JSON.parse(document.getElementById("i18n")?.textContent || "{}");
 
-/** The message `key` with its {placeholders} filled in. */
+const plurals = new Intl.PluralRules(document.documentElement.lang || "en");
+
+/** The message `key` with its {placeholders} filled in; a message of plural forms ({one, few, many,
+ * other}) gives the form for its `count` (else its `total`): "1 task", "5 задач". `count` is the
+ * number when `total` is already formatted ("12,345"). */
 export function t(key, values = {}) {
-  const text = messages[key] ?? key;
+  let text = messages[key] ?? key;
+  if (typeof text === "object") {
+    const count = typeof values.count === "number" ? values.count : values.total;
+    text = (typeof count === "number" && text[plurals.select(count)]) || text.other;
+  }
   return text.replace(/\{(\w+)\}/g, (whole, name) => (name in values ? String(values[name]) : whole));
 }
 
@@ -264,7 +272,7 @@ export class PagedTable {
     if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: this.columns.length, class: "empty" }, t(this.emptyKey))));
     this.body.replaceChildren(...rows);
     if (data.total !== null && data.total !== undefined) {
-      this.total.textContent = t(this.totalKey, { total: formatNumber(data.total) });
+      this.total.textContent = t(this.totalKey, { total: formatNumber(data.total), count: data.total });
     } else if (this.total.textContent === t("loading")) {
       this.total.textContent = "";
     }

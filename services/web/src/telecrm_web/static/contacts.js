@@ -1,6 +1,7 @@
 // The contacts page: find contacts by name or number, and one contact with its calls.
 import { PagedTable, api, callNotes, callResult, el, formatDateTime, restoreForm, t } from "./common.js";
 import { partyCell, phoneNumber } from "./calling.js";
+import { recordingControl } from "./recordings.js";
 
 /** The contact's numbers, each with its "Call" button ("" when there is none). */
 function phones(contact) {
@@ -57,7 +58,7 @@ function setUpDetail() {
       (call) => (call.direction ? t(`direction_${call.direction}`) : ""),
       (call) => partyCell(call.caller),
       (call) => partyCell(call.callee),
-      (call) => callResult(call),
+      (call) => [callResult(call), recordingControl(call)],
       (call) => callNotes(call),
     ],
   });

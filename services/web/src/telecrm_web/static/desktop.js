@@ -16,6 +16,8 @@ import {
   timeZone,
 } from "./common.js";
 import { missedColumns, partyCell, phoneNumber, refreshLiveCalls, setUpWhoIsIt } from "./calling.js";
+import { recordingControl } from "./recordings.js";
+import { cardActions } from "./card-actions.js";
 
 const body = document.body;
 const employeeId = body.dataset.employeeId || "";
@@ -81,7 +83,7 @@ function setUpCallLog() {
       (call) => partyCell(call.callee),
       (call) => call.extension || "",
       (call) => callResult(call),
-      (call) => formatDuration(call.talk_seconds),
+      (call) => [formatDuration(call.talk_seconds), recordingControl(call)],
       (call) => callNotes(call),
     ],
   });
@@ -178,6 +180,8 @@ class CardView {
       this.contact,
     );
     this.node.append(this.notesForm());
+    const actions = cardActions(this); // a task, an event, a reminder from the call
+    if (actions) this.node.append(actions);
     this.update(card);
   }
 
@@ -404,6 +408,11 @@ class CardView {
     }
   }
 
+  /** What the call registration's comment says so far (an event from the call starts with it). */
+  comment() {
+    return this.node.querySelector(".notes-form textarea[name=comment]")?.value.trim() || "";
+  }
+
   // The call registration: reason, result and comment, saved on the call (If-Match: its version).
   notesForm() {
     const id = this.id;
@@ -531,7 +540,7 @@ function contactDetails(lookup, missedOpen) {
             " · ",
             t(`direction_${call.direction}`),
             " · ",
-            t(`disposition_${call.disposition}`),
+            callResult(call), // a call still ringing or talking has its state, not a disposition
             call.talk_seconds ? ` · ${formatDuration(call.talk_seconds)}` : "",
           ),
         ),

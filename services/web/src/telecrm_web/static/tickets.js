@@ -2,7 +2,7 @@
 // buttons and notes. The buttons are the moves crm allows now (`allowed_next`), shown only to users
 // with the right to modify tickets; crm decides anyway (403, and 409 when the ticket changed).
 import { PagedTable, api, el, formatDateTime, restoreForm, t } from "./common.js";
-import "./calling.js"; // the live calls bar (hang up, hold, transfer) on this page too
+import { phoneNumber } from "./calling.js"; // and the live calls bar (hang up, hold, transfer)
 
 const canModify = document.body.dataset.canModifyTicket === "true";
 
@@ -58,6 +58,7 @@ function setUpDetail() {
   const title = document.getElementById("ticket-title");
   const statusText = document.getElementById("ticket-status-text");
   const description = document.getElementById("ticket-description");
+  const client = document.getElementById("ticket-client");
   const actions = document.getElementById("ticket-actions");
   const notes = document.getElementById("ticket-notes");
   const noteForm = document.getElementById("ticket-note-form");
@@ -71,6 +72,7 @@ function setUpDetail() {
     title.textContent = `${ticket.code} · ${ticket.product || ""}`.replace(/ · $/, "");
     statusText.textContent = t("ticket_status_is", { status: statusLabel(ticket.status) });
     description.textContent = ticket.description;
+    showClient(ticket);
     const buttons = canModify
       ? ticket.allowed_next.map((next) => {
           const button = el("button", { type: "button", dataset: { status: next } }, t(`ticket_move_${next}`));
@@ -79,6 +81,24 @@ function setUpDetail() {
         })
       : [];
     actions.replaceChildren(...buttons);
+  }
+
+  /** The client's name and numbers, each with its Call button (the call is attached to the ticket). */
+  async function showClient(ticket) {
+    client.replaceChildren();
+    let contact;
+    try {
+      ({ body: contact } = await api(`/api/contacts/${encodeURIComponent(ticket.client_id)}`));
+    } catch {
+      return; // not visible to this user, or gone: the ticket still shows
+    }
+    if (current?.id !== ticket.id) return; // another ticket was opened meanwhile
+    const context = { ticket_id: ticket.id, contact_id: ticket.client_id };
+    const numbers = (contact.phones || []).map((phone) => phone.number || phone.e164 || "").filter(Boolean);
+    client.append(
+      el("a", { href: `/contacts?id=${encodeURIComponent(ticket.client_id)}` }, contact.name || ticket.client_id),
+      ...numbers.flatMap((number) => [" ", phoneNumber(number, context)]),
+    );
   }
 
   async function move(status, buttons) {
