@@ -241,7 +241,17 @@ async def serve(parts: Desktop, port: int) -> tuple[uvicorn.Server, asyncio.Task
     wiring = parts.wiring
     app = http_app(wiring.title, wiring.description, wiring.routers, {})
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            # The browser's page may still hold a WebSocket or a keep-alive connection when the desktop
+            # stops (its fixture ends first): without a bound, uvicorn waits for them for ever.
+            timeout_graceful_shutdown=5,
+        )
     )
     task = asyncio.create_task(server.serve())
     while not server.started:

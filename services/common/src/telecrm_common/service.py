@@ -71,6 +71,8 @@ class ServiceRunner:
                         log_config=None,
                         access_log=False,
                         lifespan="off",
+                        # An open WebSocket or keep-alive connection must not hold the stop up.
+                        timeout_graceful_shutdown=self.settings.shutdown_grace,
                     )
                 )
                 tasks.append(asyncio.create_task(self._serve_http(http), name="http"))
