@@ -72,7 +72,7 @@ class ServiceRunner:
                         access_log=False,
                         lifespan="off",
                         # An open WebSocket or keep-alive connection must not hold the stop up.
-                        timeout_graceful_shutdown=self.settings.shutdown_grace,
+                        timeout_graceful_shutdown=max(1, round(self.settings.shutdown_grace)),
                     )
                 )
                 tasks.append(asyncio.create_task(self._serve_http(http), name="http"))
