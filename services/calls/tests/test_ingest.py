@@ -53,6 +53,29 @@ async def test_batches_in_any_order_give_the_same_record(service: CallLogService
         assert await _stored(db, f"i-order-{n}") == record_values(build_record(events))
 
 
+async def test_a_calls_parties_follow_it_across_batches(service: CallLogService, db: Database) -> None:
+    """The first batch creates the call with the extension that rang; a later one, answered by another
+    extension, replaces the parties: both are on the call, each once."""
+    script = CallScript("i-parties")
+
+    async def parties() -> list[tuple[str, str]]:
+        async with db.session() as session:
+            rows = await session.execute(
+                select(CallParty.extension, CallParty.role)
+                .where(CallParty.call_id == script.call_id)
+                .order_by(CallParty.extension)
+            )
+            return [(extension, role) for extension, role in rows]
+
+    await service.ingest([script.offered(), script.ringing(1, extension="101")])
+    assert await parties() == [("101", "rang")]
+    ended = script.ended(60, answered_extension="102")
+    await service.ingest([script.answered(5, extension="102"), ended])
+    assert await parties() == [("101", "rang"), ("102", "answered")]
+    await service.ingest([ended])  # delivered again: nothing changes
+    assert await parties() == [("101", "rang"), ("102", "answered")]
+
+
 async def test_late_offer_completes_an_incomplete_record(service: CallLogService, db: Database) -> None:
     events = CallScript("i-late").answered_call()
     await service.ingest(events[3:])

@@ -135,11 +135,32 @@ async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     return set(result.scalars().all())
 
 
+async def store_events(
+    session: AsyncSession, rows: Sequence[dict[str, Any]]
+) -> tuple[set[str], dict[str, list[bytes]]]:
+    """Insert call events, skipping known event ids; returns the ids inserted and, by call id, the
+    payloads of the events the calls already had (stored by earlier transactions).
+
+    The caller holds the calls' locks (:func:`lock_calls`). On PostgreSQL the earlier events are read
+    first: the index then finds only them (nothing for a call seen for the first time), where a read
+    after the insert visited every row just written to leave it out again. SQLite reads after the
+    insert: its write lock is taken by the first write, and a transaction that read first could not
+    take it while another one had read too ("database is locked").
+    """
+    if not rows:
+        return set(), {}
+    call_ids = {row["call_id"] for row in rows}
+    if _is_postgresql(session):
+        earlier = await load_events(session, call_ids)
+        return await insert_events(session, rows), earlier
+    new = await insert_events(session, rows)
+    return new, await load_events(session, call_ids, skip=new)
+
+
 async def load_events(
     session: AsyncSession, call_ids: Collection[str], *, skip: Collection[str] = ()
 ) -> dict[str, list[bytes]]:
-    """The stored payloads of every event of the given calls but those of the ``skip`` event ids (the
-    ones the caller holds decoded already)."""
+    """The stored payloads of every event of the given calls but those of the ``skip`` event ids."""
     result: dict[str, list[bytes]] = defaultdict(list)
     if not call_ids:
         return result
@@ -166,8 +187,15 @@ async def previous_states(session: AsyncSession, call_ids: Collection[str]) -> d
 # recording flag, the links and notes an agent may have edited). With the record, the whole row.
 UPSERT_RETURNS = (
     "call_id", "published_revision", "recorded", "contact_id", "task_id", "ticket_id", "reason",
-    "result", "comment", "notes_version", "notes_updated_at", "notes_updated_by",
+    "result", "comment", "notes_version", "notes_updated_at", "notes_updated_by", "created_at",
+    "updated_at",
 )  # fmt: skip
+
+
+def created_by_upsert(row: Row[Any]) -> bool:
+    """Whether the upsert that returned ``row`` created the call's row (it existed before otherwise):
+    an insert sets both times to the statement's instant, an update keeps ``created_at``."""
+    return bool(row.created_at == row.updated_at)
 
 
 def _upsert_set_sql() -> str:
@@ -263,14 +291,17 @@ async def delete_calls(session: AsyncSession, call_ids: Collection[str]) -> None
         await session.execute(delete(Call).where(one_of(Call.call_id, call_ids, dialect)))
 
 
-async def replace_parties(session: AsyncSession, records: Sequence[CallRecord]) -> None:
-    """Write who each call involved (call_parties), replacing what was there."""
+async def replace_parties(
+    session: AsyncSession, records: Sequence[CallRecord], *, new_calls: Collection[str] = ()
+) -> None:
+    """Write who each call involved (call_parties), replacing what was there. ``new_calls``: calls
+    whose row was just created (:func:`created_by_upsert`), which have no parties to remove yet."""
     if not records:
         return
     dialect = _dialect(session)
-    await session.execute(
-        delete(CallParty).where(one_of(CallParty.call_id, [r.call_id for r in records], dialect))
-    )
+    known = [r.call_id for r in records if r.call_id not in new_calls]
+    if known:
+        await session.execute(delete(CallParty).where(one_of(CallParty.call_id, known, dialect)))
     rows = [
         {
             "call_id": record.call_id,

@@ -150,11 +150,13 @@ class CallLogService:
             return result
         async with self.db.session() as session:
             if calls:
-                await repository.lock_calls(session, {event.call_id for event in calls.values()})
+                call_ids = {event.call_id for event in calls.values()}
+                await repository.lock_calls(session, call_ids)
                 # The numbers' locks too, before anything is read: the directory (contact changes) and
                 # missed-call tracking take them, always after the call locks.
                 await missed_repository.lock_numbers(session, _number_keys(calls.values(), self.rules))
-                new = await repository.insert_events(session, [event_row(e) for e in calls.values()])
+                # The new events in, and what earlier batches stored of their calls.
+                new, stored = await repository.store_events(session, [event_row(e) for e in calls.values()])
                 result.stored = len(new)
                 result.duplicates += len(calls) - len(new)
                 fresh: dict[str, list[ev.CallEvent]] = {}
@@ -163,11 +165,9 @@ class CallLogService:
                     fresh.setdefault(event.call_id, []).append(event)
                 touched = sorted(fresh)
                 if touched:
-                    # The events just stored are in hand: only the calls' other events are read back.
-                    payloads = await repository.load_events(session, touched, skip=new)
                     folded = [
                         build_record(
-                            [*fresh[call_id], *map(ev.CallEvent.FromString, payloads.get(call_id, ()))]
+                            [*fresh[call_id], *map(ev.CallEvent.FromString, stored.get(call_id, ()))]
                         )
                         for call_id in touched
                     ]
@@ -176,7 +176,8 @@ class CallLogService:
                     records = [record for _, record in ruled if record is not None]
                     await repository.delete_calls(session, [f.call_id for f, r in ruled if r is None])
                     upserted = await repository.upsert_calls(session, records)
-                    await repository.replace_parties(session, records)
+                    new_calls = {c for c, row in upserted.items() if repository.created_by_upsert(row)}
+                    await repository.replace_parties(session, records, new_calls=new_calls)
                     result.missed_events = await missed.track(session, records)
                     result.calls = [record.call_id for record in records]
                     # Ended calls publish their record, the revision the upsert gave them.
