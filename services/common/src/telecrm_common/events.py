@@ -70,16 +70,10 @@ def decode_call_event(subject: str, data: bytes) -> ev.CallEvent:
     """Decode and validate a CallEvent; raise InvalidMessage when it cannot be handled."""
     event = _parse(ev.CallEvent, data)
     kind = event.WhichOneof("kind")
-    problems = [
-        name
-        for name, missing in (("event_id", not event.event_id), ("call_id", not event.call_id))
-        if missing
-    ]
-    if kind is None:
-        problems.append("kind")
-    if problems:
-        raise InvalidMessage(f"CallEvent without {', '.join(problems)}")
-    if subject.startswith(CALL_SUBJECT_PREFIX + ".") and subject != CALL_SUBJECTS.get(kind or ""):
+    if not event.event_id or not event.call_id or kind is None:
+        missing = {"event_id": not event.event_id, "call_id": not event.call_id, "kind": kind is None}
+        raise InvalidMessage(f"CallEvent without {', '.join(name for name, gone in missing.items() if gone)}")
+    if subject.startswith(CALL_SUBJECT_PREFIX + ".") and subject != CALL_SUBJECTS.get(kind):
         raise InvalidMessage(f"a {kind} event on {subject}")
     return event
 

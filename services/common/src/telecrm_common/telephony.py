@@ -6,6 +6,7 @@ FreeSWITCH report as HANGUPCAUSE, and the call statuses CRMs show (answered, mis
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import phonenumbers
@@ -223,6 +224,9 @@ def normalize_number(raw: str, default_region: str = "US") -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+@functools.lru_cache(maxsize=65536)
 def digits(raw: str) -> str:
-    """Only the digits of a number, for partial matches ("369-04" -> "36904")."""
+    """Only the digits of a number, for partial matches ("369-04" -> "36904").
+
+    Cached: ingestion asks for the digits of the same few numbers a dozen times per call."""
     return raw if raw.isdigit() else "".join(filter(str.isdigit, raw))
