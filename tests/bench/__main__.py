@@ -65,6 +65,7 @@ def calls_scale(args: argparse.Namespace) -> list[Row]:
             profile=args.profile_ingest,
             replicas=args.ingest_replicas,
             rate=args.ingest_rate,
+            warmup=args.warmup_calls,
         )
         if args.ingest_into_dataset:
             rows += bus_to_calls.run(
@@ -128,6 +129,13 @@ def main() -> None:
         "at full speed; the run lasts --calls / rate seconds",
     )
     parser.add_argument(
+        "--warmup-calls",
+        type=int,
+        default=10_000,
+        help="bus/calls-scale: call lifecycles ingested (not measured) into a fresh database before the "
+        "runs, then ANALYZE: the steady state of a running system (0: measure from an empty database)",
+    )
+    parser.add_argument(
         "--contacts", type=int, default=None, help="crm-lookup: contacts in the dataset (default 1,000,000)"
     )
     parser.add_argument("--lookup-runs", type=int, default=2000, help="crm-lookup: look-ups timed per case")
@@ -149,6 +157,7 @@ def main() -> None:
             database_url=args.database_url,
             replicas=args.ingest_replicas,
             rate=args.ingest_rate,
+            warmup=args.warmup_calls,
         )
     if args.only in (None, "sip"):
         from tests.bench import sip_gateway
