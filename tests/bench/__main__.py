@@ -116,7 +116,7 @@ def main() -> None:
         "--ingest-replicas",
         type=int,
         default=1,
-        help="calls-scale: calls service replicas sharing the consumer",
+        help="bus/calls-scale: calls service replicas sharing the consumer",
     )
     parser.add_argument(
         "--profile-ingest", type=Path, default=None, help="calls-scale: cProfile the calls service into FILE"
