@@ -120,6 +120,23 @@ async def test_recordings_are_indexed_once(service: CallLogService) -> None:
     assert (await service.get_call("i-no-rec")).has_recording is False
 
 
+async def test_a_recording_and_its_call_ingested_at_once_mark_the_call_recorded(db: Database) -> None:
+    """Two replicas, one with a call's events, the other with its recording, at the same time: the call
+    is marked recorded whichever commits first (neither may miss the other's uncommitted row)."""
+    replica_a = CallLogService(db, cursor_secret="s")
+    replica_b = CallLogService(db, cursor_secret="s")
+    call_ids = [f"i-rec-race-{n}" for n in range(30)]
+    for call_id in call_ids:
+        recording = ev.RecordingReady(
+            event_id=f"{call_id}-rec-ev", call_id=call_id, recording_id=f"{call_id}-rec", location="s3://r/x"
+        )
+        await asyncio.gather(
+            replica_a.ingest(CallScript(call_id).answered_call()), replica_b.ingest([recording])
+        )
+    for call_id in call_ids:
+        assert (await replica_a.get_call(call_id)).has_recording is True, call_id
+
+
 async def test_concurrent_writers_of_the_same_calls_lose_nothing(db: Database) -> None:
     """Two replicas, each with half of every call's events, at the same time: every record is whole."""
     replica_a = CallLogService(db, cursor_secret="s")

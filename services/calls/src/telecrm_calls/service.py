@@ -149,9 +149,14 @@ class CallLogService:
         if not calls and not recordings:
             return result
         async with self.db.session() as session:
+            # Every call of the batch is locked up front, in one sorted pass (no deadlocks), the calls
+            # of recordings too: a recording's "recorded" mark and a concurrent batch's upsert of its
+            # call must not miss each other (each would otherwise see the other's row uncommitted).
+            await repository.lock_calls(
+                session,
+                {event.call_id for event in calls.values()} | {r.call_id for r in recordings.values()},
+            )
             if calls:
-                call_ids = {event.call_id for event in calls.values()}
-                await repository.lock_calls(session, call_ids)
                 # The numbers' locks too, before anything is read: the directory (contact changes) and
                 # missed-call tracking take them, always after the call locks.
                 await missed_repository.lock_numbers(session, _number_keys(calls.values(), self.rules))
@@ -197,8 +202,6 @@ class CallLogService:
                 rows = [recording_row(e) for e in recordings.values()]
                 result.recordings = await repository.insert_recordings(session, rows)
                 if result.recordings:
-                    # Recording calls are locked too: a notes update may publish the same call.
-                    await repository.lock_calls(session, {row["call_id"] for row in rows})
                     result.record_events += await self._publish_recorded(
                         session, {row["call_id"] for row in rows}
                     )
