@@ -65,6 +65,28 @@ def _bindable(port: int, kinds: Sequence[int]) -> bool:
     return True
 
 
+def _holds_port(pid: int, port: int, transport: str) -> bool:
+    """Whether process ``pid`` has a socket bound to ``port`` (listening, for TCP), from /proc."""
+    table = Path("/proc/net/tcp" if transport == "tcp" else "/proc/net/udp")
+    inodes = set()
+    for line in table.read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port = int(fields[1].rsplit(":", 1)[1], 16)
+        if local_port == port and (transport != "tcp" or fields[3] == "0A"):  # 0A: LISTEN
+            inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return False
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(fd) in inodes:
+                return True
+    return False
+
+
 def free_port(*, tcp: bool = True, udp: bool = True, block: int = 1) -> int:
     """A port free on loopback (for UDP and/or TCP); with ``block`` > 1, the first of that many free ports.
 
@@ -219,6 +241,7 @@ class Sipp:
         self.scenario = path
         self.remote = remote
         self.transport = transport
+        self._own_ports = not port  # ports this object picked (and may pick again, see start())
         self.port = port or free_port(tcp=transport == "tcp", udp=transport == "udp")
         self.media_port = free_port(tcp=False, block=4)
         self._own_workdir = workdir is None  # a temporary directory, removed once the result is read
@@ -276,7 +299,26 @@ class Sipp:
     # -- lifecycle
 
     def start(self) -> Sipp:
-        """Start sipp; an agent phone (no ``remote``) is ready once this returns."""
+        """Start sipp; an agent phone (no ``remote``) is ready once this returns.
+
+        An agent phone that exits at once (a port it was given got taken between the pick and sipp's
+        bind) is started again on other free ports, when it chose them itself; then it is an error
+        with sipp's own words, never a phone that silently does not answer.
+        """
+        for attempt in range(3):
+            self._spawn()
+            if self.remote:
+                return self
+            self._wait_listening(5.0)
+            if self.returncode is None:
+                return self
+            if not self._own_ports or attempt == 2:
+                break
+            self._repick_ports()
+        stderr = _read(self._files["err"]).strip()[-2000:]
+        raise RuntimeError(f"sipp {self.scenario.name} exited at start ({self.returncode}): {stderr}")
+
+    def _spawn(self) -> None:
         with open(self._files["out"], "wb") as out, open(self._files["err"], "wb") as err:
             self._process = subprocess.Popen(
                 self.args,
@@ -286,19 +328,22 @@ class Sipp:
                 cwd=self.workdir,
                 preexec_fn=die_with_parent,  # no sipp outlives the test run that started it
             )
-        if not self.remote:
-            self._wait_listening(5.0)
-        return self
+
+    def _repick_ports(self) -> None:
+        self.port = free_port(tcp=self.transport == "tcp", udp=self.transport == "udp")
+        self.media_port = free_port(tcp=False, block=4)
+        for flag, value in (("-p", self.port), ("-mp", self.media_port)):
+            self.args[self.args.index(flag) + 1] = str(value)
 
     def _wait_listening(self, timeout: float) -> None:
-        kind = [socket.SOCK_STREAM] if self.transport == "tcp" else [socket.SOCK_DGRAM]
+        """Until sipp itself holds its SIP port (not whoever else may have bound it), or exits."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.returncode is not None:
-                return  # died at once: wait() reports why
-            if not _bindable(self.port, kind):
+            if self._process is None or self.returncode is not None:
+                return  # died at once: start() reports why
+            if _holds_port(self._process.pid, self.port, self.transport):
                 return
-            time.sleep(0.02)
+            time.sleep(0.01)
 
     @property
     def returncode(self) -> int | None:
