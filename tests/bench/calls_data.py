@@ -20,7 +20,8 @@ per statement) with a year of calls of one company:
 - the columns the service derives the way it derives them: ``party_digits`` (the digits of caller
   number, caller E.164, callee number, callee E.164 joined by one space), ``missed``
   (:func:`telecrm_common.telephony.is_missed_call`), ``recorded`` (~30% of answered calls, with their
-  ``call_recordings`` row), ``contact_id``, ``team_id``, one ``call_parties`` row per extension involved;
+  ``call_recordings`` row), ``contact_id``, ``team_id``, one ``call_parties`` row per extension involved
+  (with the call's direction, disposition, missed flag and talk time, as the service copies them);
 - missed-call items (``missed_calls``, ``missed_call_calls``, ``missed_call_targets``) folded as
   :mod:`telecrm_calls.missed` folds them: the missed inbound calls of a number up to the next answered
   call with it (inbound from it or outbound to it) are one item, resolved by that call.
@@ -52,7 +53,7 @@ from telecrm_calls.main import MIGRATIONS
 from telecrm_common.db import upgrade
 from telecrm_common.telephony import q850_for_sip_status
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: call_parties carry the call's direction, disposition, missed, talk_ms
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/telecrm_bench_calls"
 DEFAULT_CALLS = 10_000_000
 DEFAULT_CHUNK = 500_000
@@ -361,7 +362,9 @@ WITH base AS (
         CASE WHEN disp = 'answered' THEN started_at + ring_ms * interval '1 millisecond' END AS answered_at,
         started_at + (ring_ms + talk_ms) * interval '1 millisecond' AS ended_at,
         (disp = 'answered' AND u_rec < 0.30) AS recorded,
-        (disp = 'answered' AND dir = 'inbound' AND u_note < 0.10) AS noted
+        (disp = 'answered' AND dir = 'inbound' AND u_note < 0.10) AS noted,
+        CASE WHEN dir = 'outbound' THEN disp <> 'answered' ELSE disp IN ('missed', 'no_answer') END
+            AS is_missed
     FROM d3
 ), calls_in AS (
     INSERT INTO calls (
@@ -377,7 +380,7 @@ WITH base AS (
         disp, {sip_status}, {sip_reason}, {q850}, {hangup}, 'ended', false, '{{}}',
         CASE WHEN disp = 'answered' THEN 4 ELSE 3 END,
         ended_at + interval '150 milliseconds', ended_at + interval '150 milliseconds', team_id,
-        CASE WHEN dir = 'outbound' THEN disp <> 'answered' ELSE disp IN ('missed', 'no_answer') END,
+        is_missed,
         recorded,
         regexp_replace(coalesce(caller_number, ''), '[^0-9]', '', 'g') || ' '
             || regexp_replace(coalesce(caller_e164, ''), '[^0-9]', '', 'g') || ' '
@@ -392,23 +395,22 @@ WITH base AS (
         1 + recorded::int + noted::int  -- calls.record.created, then updated by the recording, the notes
     FROM g
 ), parties_in AS (
-    -- As telecrm_calls.rules keeps them: a team is named on one party of a call only, its strongest
-    -- (placed > answered > rang, then the lowest extension).
-    INSERT INTO call_parties (call_id, extension, employee_id, team_id, role, started_at)
-    SELECT g.call_id, pe.ext, pe.employee_id,
-        CASE WHEN row_number() OVER (PARTITION BY g.call_id, pe.team_id ORDER BY p.strength DESC, pe.ext) = 1
-             THEN pe.team_id END,
-        p.role, g.started_at
+    -- As telecrm_calls.rules keeps them: every extension with its employee and that employee's team
+    -- (a ring group's legs are of one team: it is named on each), and the call's copied columns.
+    INSERT INTO call_parties (
+        call_id, extension, employee_id, team_id, role, started_at, direction, disposition, missed, talk_ms
+    )
+    SELECT g.call_id, pe.ext, pe.employee_id, pe.team_id, p.role, g.started_at, g.dir, g.disp, g.is_missed,
+        g.talk_ms
     FROM g
     CROSS JOIN LATERAL (
         SELECT g.e AS idx,
                CASE WHEN g.dir = 'outbound' THEN 'placed' WHEN g.disp = 'answered' THEN 'answered'
-                    ELSE 'rang' END AS role,
-               CASE WHEN g.dir = 'outbound' THEN 4 WHEN g.disp = 'answered' THEN 3 ELSE 1 END AS strength
+                    ELSE 'rang' END AS role
         UNION ALL
-        SELECT g.ec, 'placed', 4 WHERE g.dir = 'internal'
+        SELECT g.ec, 'placed' WHERE g.dir = 'internal'
         UNION ALL
-        SELECT g.team * 10 + (g.e % 10 + k) % 10, 'rang', 1 FROM generate_series(1, g.group_size - 1) AS k
+        SELECT g.team * 10 + (g.e % 10 + k) % 10, 'rang' FROM generate_series(1, g.group_size - 1) AS k
     ) AS p
     JOIN bench_emp pe ON pe.idx = p.idx
 )

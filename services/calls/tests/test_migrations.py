@@ -10,12 +10,15 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from telecrm.events.v1 import call_events_pb2 as ev
 from telecrm_calls.main import MIGRATIONS
-from telecrm_calls.models import CallsBase
-from telecrm_common.db import alembic_config, async_url, upgrade_async
+from telecrm_calls.models import CallParty, CallsBase
+from telecrm_calls.service import CallLogService
+from telecrm_calls.testing import T0, CallScript
+from telecrm_common.db import Database, alembic_config, async_url, upgrade_async
 
 
 def _version_table(url: str) -> str:
@@ -59,5 +62,41 @@ async def test_migrations_match_the_models(url: str) -> None:
     assert await _inspect(url, _diff(url)) == []
 
 
-async def _downgrade(url: str) -> None:
-    await asyncio.to_thread(command.downgrade, alembic_config(url, MIGRATIONS), "base")
+async def _downgrade(url: str, revision: str = "base") -> None:
+    await asyncio.to_thread(command.downgrade, alembic_config(url, MIGRATIONS), revision)
+
+
+async def _parties(db: Database) -> dict[str, tuple[object, ...]]:
+    async with db.session() as session:
+        rows = await session.execute(
+            select(
+                CallParty.call_id,
+                CallParty.direction,
+                CallParty.disposition,
+                CallParty.missed,
+                CallParty.talk_ms,
+            )
+        )
+        return {row[0]: tuple(row[1:]) for row in rows}
+
+
+async def test_calls_logged_before_0004_get_their_columns_on_their_parties(url: str) -> None:
+    """0004 copies each call's direction, disposition, missed flag and talk time onto its parties:
+    the employee views and reports of calls logged before it read them there."""
+    await upgrade_async(url, MIGRATIONS)
+    db = Database(url)
+    try:
+        service = CallLogService(db, cursor_secret="migrations")
+        events = CallScript("m-1", start=T0, extension="101", employee_id="emp-1").answered_call(talk=42)
+        events += CallScript("m-2", start=T0, extension="102", employee_id="emp-2").missed_call()
+        await service.ingest(events)
+        expected = {"m-1": ("inbound", "answered", False, 42_000), "m-2": ("inbound", "missed", True, 0)}
+        assert await _parties(db) == expected
+        await db.dispose()  # SQLite: the migration rebuilds the table
+
+        await _downgrade(url, "0003")
+        await upgrade_async(url, MIGRATIONS)
+        assert await _parties(db) == expected
+        assert await _inspect(url, _diff(url)) == []
+    finally:
+        await db.dispose()

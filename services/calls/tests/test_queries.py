@@ -177,3 +177,37 @@ async def test_bad_cursor_and_unknown_call(service: CallLogService) -> None:
         await service.list_calls(CallQuery(cursor="bm90LWEtY3Vyc29y.AAAA"))
     with pytest.raises(CallNotFound):
         await service.get_call("nope")
+
+
+async def test_an_employees_view_filters_on_what_the_call_became(service: CallLogService) -> None:
+    """The employee view filters disposition, direction and missed on the call's parties (their
+    copies of the call's columns): they follow the call from ringing to its end, across batches, and
+    the page and its total agree."""
+    out = ev.DIRECTION_OUTBOUND
+    ringing = CallScript("e-01", start=T0, extension="101", employee_id="emp-1")
+    await service.ingest([ringing.offered(), ringing.ringing(1)])
+    events = CallScript("e-02", start=T0 + minute(1), extension="101", employee_id="emp-1").answered_call()
+    busy = CallScript(
+        "e-03", start=T0 + minute(2), direction=out, caller="101", callee="+15551234567", employee_id="emp-1"
+    )
+    events += [busy.offered(), busy.ended(3, ev.DISPOSITION_BUSY, sip_status=486)]
+    events += CallScript("e-04", start=T0 + minute(3), extension="102", employee_id="emp-2").missed_call()
+    await service.ingest(events)
+
+    async def view(**filters: object) -> tuple[list[str], int | None]:
+        query = CallQuery(employee_id="emp-1", include_total=True, **filters)  # type: ignore[arg-type]
+        page = await service.list_calls(query)
+        return [entry.call.call_id for entry in page.items], page.total
+
+    assert await view() == (["e-03", "e-02", "e-01"], 3)
+    assert await view(dispositions=("missed",)) == ([], 0)
+    assert await view(dispositions=("answered",)) == (["e-02"], 1)
+    assert await view(direction="outbound", missed=True) == (["e-03"], 1)  # missed outgoing
+
+    # The ringing call ends unanswered in a later batch: the employee's filtered view follows.
+    await service.ingest([ringing.ended(20, ev.DISPOSITION_MISSED)])
+    assert await view(dispositions=("missed",)) == (["e-01"], 1)
+    assert await view(direction="inbound", missed=True) == (["e-01"], 1)
+    assert await view(missed=False, started_from=T0 + minute(1)) == (["e-02"], 1)
+    assert await view(dispositions=("missed",), extension="101") == (["e-01"], 1)
+    assert await view(dispositions=("missed",), number="1555") == ([], 0)

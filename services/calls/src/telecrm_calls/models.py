@@ -111,6 +111,11 @@ class Call(CallsBase):
     )
 
 
+# What the employee and team indexes of call_parties carry besides their key (PostgreSQL INCLUDE):
+# the party's role and the call's columns the filtered views and the reports read.
+PARTY_CALL_COLUMNS = ("role", "direction", "disposition", "missed", "talk_ms")
+
+
 class CallParty(CallsBase):
     """Who a call involved: one row per extension (the one that answered or placed it, every ring-group
     leg, every transfer target), with its employee and team at the time. The employee and team views
@@ -125,10 +130,18 @@ class CallParty(CallsBase):
     # answered, placed (outgoing), rang (a leg that did not answer), transferred (a transfer target)
     role: Mapped[str] = mapped_column(String(16))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the call's, for index-only period scans
+    # The call's own, copied from its record: the parties are rewritten with every upsert of the record
+    # (repository.replace_parties), the only place these change. With them in the employee and team
+    # indexes, a filtered view counts and a report sums an employee's or a team's calls from the index
+    # alone, without a random read of the calls heap per call.
+    direction: Mapped[str | None] = mapped_column(String(16))
+    disposition: Mapped[str | None] = mapped_column(String(16))
+    missed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    talk_ms: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
-        Index(None, "employee_id", "started_at", "call_id"),
-        Index(None, "team_id", "started_at", "call_id"),
+        Index(None, "employee_id", "started_at", "call_id", postgresql_include=list(PARTY_CALL_COLUMNS)),
+        Index(None, "team_id", "started_at", "call_id", postgresql_include=list(PARTY_CALL_COLUMNS)),
         Index(None, "extension", "started_at", "call_id"),
     )
 

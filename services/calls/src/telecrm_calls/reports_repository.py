@@ -1,10 +1,11 @@
 """The queries of the call reports: aggregates computed by the database, on PostgreSQL and SQLite alike.
 
 No call row is loaded into Python: each report is one query over the calls (grouped by time bucket, or
-by employee for the ranking) and one over the missed-call items. The calls of an employee
-or a team are found through ``call_parties`` (index ``(employee_id | team_id, started_at, call_id)``),
-those of a contact through ``calls (contact_id, started_at, call_id)``, all calls through
-``calls (started_at, call_id)``. The meaning of each number is in :mod:`telecrm_calls.reports`.
+by employee for the ranking) and one over the missed-call items. The calls of an employee or a team
+are summed from ``call_parties`` alone (its ``(employee_id | team_id, started_at, call_id)`` indexes
+carry the role and the call's copied columns), those of a contact through
+``calls (contact_id, started_at, call_id)``, all calls through ``calls (started_at, call_id)``. The
+meaning of each number is in :mod:`telecrm_calls.reports`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any, Final
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
-    FromClause,
     Integer,
     and_,
     case,
@@ -82,12 +82,14 @@ def _count(condition: ColumnElement[bool]) -> ColumnElement[Any]:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
-def _call_aggregates(took: ColumnElement[bool]) -> list[ColumnElement[Any]]:
-    """The columns of :class:`CallTotals`, in order; ``took``: the subject talked on the call."""
-    inbound, outbound = Call.direction == "inbound", Call.direction == "outbound"
-    internal = Call.direction == "internal"
-    answered = and_(took, Call.disposition == "answered")
-    missed = Call.missed == true()
+def _call_aggregates(took: ColumnElement[bool], calls: Any) -> list[ColumnElement[Any]]:
+    """The columns of :class:`CallTotals`, in order; ``took``: the subject talked on the call;
+    ``calls``: where the call's direction, disposition, missed and talk_ms columns are (the calls
+    table, or the parties' copies of them)."""
+    inbound, outbound = calls.direction == "inbound", calls.direction == "outbound"
+    internal = calls.direction == "internal"
+    answered = and_(took, calls.disposition == "answered")
+    missed = calls.missed == true()
     return [
         func.count(),
         _count(inbound),
@@ -97,11 +99,11 @@ def _call_aggregates(took: ColumnElement[bool]) -> list[ColumnElement[Any]]:
         _count(and_(answered, inbound)),
         _count(and_(answered, outbound)),
         _count(and_(answered, internal)),
-        _count(and_(~took, Call.disposition == "answered", inbound)),
+        _count(and_(~took, calls.disposition == "answered", inbound)),
         _count(and_(missed, inbound)),
         _count(and_(missed, outbound)),
-        func.coalesce(func.sum(case((answered, Call.talk_ms))), 0),
-        func.count(case((answered, Call.talk_ms))),
+        func.coalesce(func.sum(case((answered, calls.talk_ms))), 0),
+        func.count(case((answered, calls.talk_ms))),
     ]
 
 
@@ -138,28 +140,25 @@ def _in_period(column: Any, start: datetime, end: datetime) -> list[ColumnElemen
     return [column >= start, column < end]
 
 
-def _subject_calls(
-    kind: str, subject_id: str | None, start: datetime, end: datetime
-) -> tuple[FromClause | type[Call], ColumnElement[bool], list[ColumnElement[bool]]]:
-    """Where the subject's calls come from, whether the subject talked on each, and the filters."""
-    if kind in (EMPLOYEE, TEAM):
-        column = CallParty.employee_id if kind == EMPLOYEE else CallParty.team_id
-        # One row per call, however many of the subject's extensions it involved.
-        parties = (
-            select(
-                CallParty.call_id,
-                func.max(case((CallParty.role.in_(TAKING_ROLES), 1), else_=0)).label("took"),
-            )
-            .where(column == subject_id, *_in_period(CallParty.started_at, start, end))
-            .group_by(CallParty.call_id)
-            .subquery("subject_parties")
+def _party_calls(*conditions: ColumnElement[bool], by_employee: bool = False) -> Any:
+    """The calls of the parties matching ``conditions``, one row per call (per employee and call with
+    ``by_employee``), with the call's columns the totals read: from call_parties alone (its employee
+    and team indexes carry them), never a read of the calls heap. ``took``: 1 when the subject
+    talked on the call, whichever of their parties did."""
+    keys = [CallParty.employee_id] if by_employee else []
+    copied = [CallParty.started_at, CallParty.direction, CallParty.disposition, CallParty.missed]
+    return (
+        select(
+            *keys,
+            CallParty.call_id,
+            *copied,
+            CallParty.talk_ms,
+            func.max(case((CallParty.role.in_(TAKING_ROLES), 1), else_=0)).label("took"),
         )
-        source = parties.join(Call, Call.call_id == parties.c.call_id)
-        return source, parties.c.took == 1, _in_period(Call.started_at, start, end)
-    conditions = _in_period(Call.started_at, start, end)
-    if kind == CONTACT:
-        conditions.append(Call.contact_id == subject_id)
-    return Call, true(), conditions
+        .where(*conditions)
+        .group_by(*keys, CallParty.call_id, *copied, CallParty.talk_ms)
+        .subquery("subject_calls")
+    )
 
 
 async def call_totals_by_bucket(
@@ -172,10 +171,21 @@ async def call_totals_by_bucket(
     bucket_seconds: int,
 ) -> list[tuple[int, CallTotals]]:
     """The subject's calls started in [start, end), summed per UTC time bucket (epoch // bucket)."""
-    source, took, conditions = _subject_calls(kind, subject_id, start, end)
-    bucket = _bucket(session, Call.started_at, bucket_seconds).label("bucket")
+    if kind in (EMPLOYEE, TEAM):
+        column = CallParty.employee_id if kind == EMPLOYEE else CallParty.team_id
+        source: Any = _party_calls(column == subject_id, *_in_period(CallParty.started_at, start, end))
+        calls: Any = source.c
+        took: ColumnElement[bool] = calls.took == 1
+        conditions: list[ColumnElement[bool]] = []
+    else:
+        source = calls = Call
+        took = true()
+        conditions = _in_period(Call.started_at, start, end)
+        if kind == CONTACT:
+            conditions.append(Call.contact_id == subject_id)
+    bucket = _bucket(session, calls.started_at, bucket_seconds).label("bucket")
     stmt = (
-        select(bucket, *_call_aggregates(took))
+        select(bucket, *_call_aggregates(took, calls))
         .select_from(source)
         .where(*conditions)
         .group_by(bucket)
@@ -192,21 +202,9 @@ async def call_totals_by_employee(
     conditions = [CallParty.employee_id.is_not(None), *_in_period(CallParty.started_at, start, end)]
     if team_id is not None:
         conditions.append(CallParty.team_id == team_id)
-    parties = (
-        select(
-            CallParty.employee_id,
-            CallParty.call_id,
-            func.max(case((CallParty.role.in_(TAKING_ROLES), 1), else_=0)).label("took"),
-        )
-        .where(*conditions)
-        .group_by(CallParty.employee_id, CallParty.call_id)
-        .subquery("employee_parties")
-    )
-    stmt = (
-        select(parties.c.employee_id, *_call_aggregates(parties.c.took == 1))
-        .select_from(parties.join(Call, Call.call_id == parties.c.call_id))
-        .where(*_in_period(Call.started_at, start, end))
-        .group_by(parties.c.employee_id)
+    calls = _party_calls(*conditions, by_employee=True)
+    stmt = select(calls.c.employee_id, *_call_aggregates(calls.c.took == 1, calls.c)).group_by(
+        calls.c.employee_id
     )
     return {row[0]: _totals(row[1:]) for row in await session.execute(stmt)}
 

@@ -310,6 +310,10 @@ async def replace_parties(
             "team_id": party.team_id,
             "role": party.role,
             "started_at": record.started_at,
+            "direction": record.direction,
+            "disposition": record.disposition,
+            "missed": record.missed,
+            "talk_ms": record.talk_ms,
         }
         for record in records
         for party in record.parties
@@ -360,35 +364,44 @@ def _party_conditions(filters: CallFilters) -> list[ColumnElement[bool]]:
     return found
 
 
-def _calls(filters: CallFilters, *columns: Any) -> tuple[Select[Any], Any, Any]:
+def _calls(filters: CallFilters, *columns: Any, join_calls: bool = True) -> tuple[Select[Any], Any, Any]:
     """SELECT ``columns`` of the calls matching the filters, and the (time, id) columns to order by.
 
     A whose-calls filter drives the query from call_parties: its (who, started_at, call_id) index
     gives that person's calls newest first, so a page reads about as many rows as it shows (the
-    rules name an employee on one party of a call, see :mod:`telecrm_calls.rules`). Without one, the
-    calls' own (started_at, call_id) index does.
+    rules name an employee on one party of a call, see :mod:`telecrm_calls.rules`). The call's
+    direction, disposition and missed flag are filtered on the party's copies there (the employee and
+    team indexes carry them), so only the rows of the page are read from ``calls``. Without
+    ``join_calls`` (a count) and with no filter on the calls' other columns, ``calls`` is not joined
+    at all. Without a whose-calls filter, the calls' own (started_at, call_id) index drives.
     """
     party = _party_conditions(filters)
-    conditions = _conditions(filters)
-    if filters.team_id:
-        conditions.append(_involving(CallParty.team_id == filters.team_id, filters))
-    audience = filters.audience
-    if audience is not None and not audience.covers(filters.employee_id, filters.team_id):
-        conditions.append(_involving(_audience_condition(audience), filters))
+    own = _own_conditions(filters)
     if not party:
-        return select(*columns).where(*conditions), Call.started_at, Call.call_id
+        conditions = [
+            *own,
+            *_copied_conditions(filters, Call),
+            *_period(filters, Call.started_at),
+            *_whose(filters, Call.call_id),
+        ]
+        return select(*columns).select_from(Call).where(*conditions), Call.started_at, Call.call_id
     driver, others = party[0], party[1:]
-    stmt = select(*columns).join(CallParty, CallParty.call_id == Call.call_id).where(driver, *conditions)
-    if filters.started_from is not None:
-        stmt = stmt.where(CallParty.started_at >= filters.started_from)
-    if filters.started_to is not None:
-        stmt = stmt.where(CallParty.started_at < filters.started_to)
-    stmt = stmt.where(*(_involving(condition, filters) for condition in others))
+    stmt = select(*columns).select_from(CallParty)
+    if join_calls or own:
+        stmt = stmt.join(Call, Call.call_id == CallParty.call_id)
+    stmt = stmt.where(
+        driver,
+        *_copied_conditions(filters, CallParty),
+        *_period(filters, CallParty.started_at),
+        *own,
+        *(_involving(condition, filters, CallParty.call_id) for condition in others),
+        *_whose(filters, CallParty.call_id),
+    )
     return stmt, CallParty.started_at, CallParty.call_id
 
 
-def _conditions(filters: CallFilters) -> list[ColumnElement[bool]]:
-    """The conditions on the calls themselves (the whose-calls ones are in :func:`_calls`)."""
+def _own_conditions(filters: CallFilters) -> list[ColumnElement[bool]]:
+    """The conditions only the calls' own columns answer."""
     conditions: list[ColumnElement[bool]] = []
     if filters.number:
         # Digits only: nothing to escape. A trigram index serves it on PostgreSQL.
@@ -399,16 +412,42 @@ def _conditions(filters: CallFilters) -> list[ColumnElement[bool]]:
         conditions.append(Call.state.in_(filters.states))
     if filters.recorded is not None:
         conditions.append(Call.recorded.is_(filters.recorded))
+    return conditions
+
+
+def _copied_conditions(
+    filters: CallFilters, source: type[Call] | type[CallParty]
+) -> list[ColumnElement[bool]]:
+    """The conditions on the columns a party copies from its call (:class:`models.CallParty`), on the
+    calls or on the parties."""
+    conditions: list[ColumnElement[bool]] = []
     if filters.missed is not None:
-        conditions.append(Call.missed.is_(filters.missed))
+        conditions.append(source.missed.is_(filters.missed))
     if filters.dispositions:
-        conditions.append(Call.disposition.in_(filters.dispositions))
+        conditions.append(source.disposition.in_(filters.dispositions))
     if filters.direction:
-        conditions.append(Call.direction == filters.direction)
+        conditions.append(source.direction == filters.direction)
+    return conditions
+
+
+def _period(filters: CallFilters, column: Any) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
     if filters.started_from is not None:
-        conditions.append(Call.started_at >= filters.started_from)
+        conditions.append(column >= filters.started_from)
     if filters.started_to is not None:
-        conditions.append(Call.started_at < filters.started_to)
+        conditions.append(column < filters.started_to)
+    return conditions
+
+
+def _whose(filters: CallFilters, call_id: InstrumentedAttribute[str]) -> list[ColumnElement[bool]]:
+    """The team filter and what the user may see, as semi-joins on call_parties (a team names
+    several parties of a call)."""
+    conditions: list[ColumnElement[bool]] = []
+    if filters.team_id:
+        conditions.append(_involving(CallParty.team_id == filters.team_id, filters, call_id))
+    audience = filters.audience
+    if audience is not None and not audience.covers(filters.employee_id, filters.team_id):
+        conditions.append(_involving(_audience_condition(audience), filters, call_id))
     return conditions
 
 
@@ -428,15 +467,15 @@ async def call_visible(session: AsyncSession, call_id: str, audience: Audience) 
     return (await session.scalar(stmt.limit(1))) is not None
 
 
-def _involving(condition: ColumnElement[bool], filters: CallFilters) -> ColumnElement[bool]:
-    """Calls with a party matching ``condition`` (an extension, employee or team), its period repeated
-    on call_parties so that its (who, started_at) indexes bound the scan."""
-    parties = select(CallParty.call_id).where(condition)
-    if filters.started_from is not None:
-        parties = parties.where(CallParty.started_at >= filters.started_from)
-    if filters.started_to is not None:
-        parties = parties.where(CallParty.started_at < filters.started_to)
-    return Call.call_id.in_(parties)
+def _involving(
+    condition: ColumnElement[bool], filters: CallFilters, call_id: InstrumentedAttribute[str]
+) -> ColumnElement[bool]:
+    """Calls (``call_id``: the column naming them) with a party matching ``condition`` (an extension,
+    employee or team), its period repeated on call_parties so that its (who, started_at) indexes bound
+    the scan."""
+    parties = select(CallParty.call_id).where(condition, *_period(filters, CallParty.started_at))
+    # Never correlated: the outer query may read call_parties too (a semi-join on the same table).
+    return call_id.in_(parties.correlate(None))
 
 
 def newest_first_page(
@@ -482,8 +521,8 @@ async def list_calls(
 
 async def count_calls(session: AsyncSession, filters: CallFilters) -> int:
     """How many calls match the filters (on all pages): the WHERE clause of :func:`list_calls`."""
-    stmt, _, _ = _calls(filters, func.count())
-    return int((await session.execute(stmt.select_from(Call))).scalar_one())
+    stmt, _, _ = _calls(filters, func.count(), join_calls=False)
+    return int((await session.execute(stmt)).scalar_one())
 
 
 async def ended_calls(session: AsyncSession, call_ids: Collection[str]) -> list[Call]:
