@@ -13,7 +13,6 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from telecrm.events.v1 import call_events_pb2 as ev
 from telecrm_calls.main import MIGRATIONS
 from telecrm_calls.models import CallParty, CallsBase
 from telecrm_calls.service import CallLogService
